@@ -1,0 +1,37 @@
+from typing import Annotated
+
+from fastapi import Depends, Path
+
+from app.articles.models import Article
+from app.articles.repository import ArticleRepository
+from app.articles.service import ArticleService
+from app.core.deps import EncoderDep
+from app.core.errors import not_found
+from app.db.session import SessionDep
+
+
+def get_article_service(session: SessionDep, encoder: EncoderDep) -> ArticleService:
+    return ArticleService(ArticleRepository(session), encoder)
+
+
+ArticleServiceDep = Annotated[ArticleService, Depends(get_article_service)]
+
+ArticleRef = Annotated[
+    str,
+    Path(
+        description="Our article id (a UUID) or the publisher's external_id.",
+        examples=["cms-48213"],
+        min_length=1,
+        max_length=255,
+    ),
+]
+
+
+async def get_article(ref: ArticleRef, service: ArticleServiceDep) -> Article:
+    article = await service.get(ref)
+    if article is None:
+        raise not_found("article", ref)
+    return article
+
+
+ArticleDep = Annotated[Article, Depends(get_article)]

@@ -1,0 +1,59 @@
+import uuid
+from datetime import UTC, datetime
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import Index, String, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+
+# The column's dimension is fixed by the migration; a model with another dimension needs one.
+EMBEDDING_DIMENSION = 384
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Article(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    summary: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(255))
+    authors: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
+    language: Mapped[str | None] = mapped_column(String(35))
+    category: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
+    # Never null: when a publisher omits it, the time we received the article stands in, so time
+    # filters, recency and pagination work on every article.
+    published_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    # sha256 of the article as the publisher sent it: an identical resend changes nothing.
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+    embedding: Mapped[list[float] | None] = mapped_column(VECTOR(EMBEDDING_DIMENSION))
+    embedding_model: Mapped[str | None] = mapped_column(String(255))
+    # sha256 of model name + embedded text: metadata edits do not cost a re-encode.
+    embedding_hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index(
+            "ix_articles_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        # Listing and time windows walk published_at; the filters below narrow related queries.
+        Index("ix_articles_published_at_id", "published_at", "id"),
+        Index("ix_articles_source_published_at", "source", "published_at"),
+        Index("ix_articles_category_published_at", "category", "published_at"),
+        Index("ix_articles_language_published_at", "language", "published_at"),
+    )

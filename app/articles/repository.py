@@ -1,0 +1,82 @@
+"""Every SQL statement about stored articles (related-article search lives in app.related)."""
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, delete, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.articles.models import Article
+
+
+def parse_uuid(ref: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return None
+
+
+def metadata_filters(
+    source: Sequence[str] = (),
+    category: Sequence[str] = (),
+    language: Sequence[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses shared by listing and related search."""
+    clauses: list[ColumnElement[bool]] = []
+    if source:
+        clauses.append(Article.source.in_(source))
+    if category:
+        clauses.append(Article.category.in_(category))
+    if language:
+        clauses.append(Article.language.in_([lang.lower() for lang in language]))
+    if since is not None:
+        clauses.append(Article.published_at >= since)
+    if until is not None:
+        clauses.append(Article.published_at < until)
+    return clauses
+
+
+class ArticleRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_by_ref(self, ref: str) -> Article | None:
+        """By our id or, failing that, by the publisher's external_id."""
+        article_id = parse_uuid(ref)
+        if article_id is not None:
+            article = await self.session.get(Article, article_id)
+            if article is not None:
+                return article
+        result = await self.session.scalars(select(Article).where(Article.external_id == ref))
+        return result.one_or_none()
+
+    async def get_by_external_ids(self, external_ids: Iterable[str]) -> list[Article]:
+        ids = list(set(external_ids))
+        if not ids:
+            return []
+        return list(await self.session.scalars(select(Article).where(Article.external_id.in_(ids))))
+
+    def add_all(self, articles: Iterable[Article]) -> None:
+        self.session.add_all(articles)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def delete(self, article: Article) -> None:
+        await self.session.execute(delete(Article).where(Article.id == article.id))
+
+    async def list_page(
+        self,
+        filters: list[ColumnElement[bool]],
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Article]:
+        """Newest first; keyset pagination on (published_at, id) so pages never skip or repeat."""
+        stmt = select(Article).where(*filters)
+        if after is not None:
+            stmt = stmt.where(tuple_(Article.published_at, Article.id) < tuple_(*after))
+        stmt = stmt.order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)
+        return list(await self.session.scalars(stmt))

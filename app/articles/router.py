@@ -1,0 +1,105 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.articles.dependencies import ArticleDep, ArticleServiceDep
+from app.articles.schemas import (
+    ArticleIn,
+    ArticleListQuery,
+    ArticleOut,
+    ArticlePage,
+    BatchIn,
+    BatchItemResult,
+    BatchOut,
+)
+from app.articles.service import validate_batch_items
+from app.core.deps import SettingsDep
+from app.core.errors import AppError, ErrorResponse
+
+router = APIRouter(prefix="/v1/articles", tags=["articles"])
+
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "No such article"},
+    422: {"model": ErrorResponse, "description": "Invalid input, with field paths"},
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": ArticleOut, "description": "Updated, or unchanged (identical resend)"},
+        413: {"model": ErrorResponse, "description": "Body over the size limit"},
+        422: ERRORS[422],
+    },
+)
+async def upsert_article(
+    item: ArticleIn, service: ArticleServiceDep, response: Response
+) -> ArticleOut:
+    """Create or update an article by `external_id`.
+
+    201 when new; 200 when updated or when the same content was sent again (nothing changes and
+    nothing is re-embedded). The `Related-Upsert` header says which: created, updated, unchanged.
+    """
+    result = await service.upsert(item)
+    response.status_code = 201 if result.status == "created" else 200
+    response.headers["Related-Upsert"] = result.status
+    return ArticleOut.model_validate(result.article)
+
+
+@router.post(
+    "/batch",
+    responses={413: {"model": ErrorResponse, "description": "Too many articles or bytes"}},
+)
+async def upsert_batch(
+    batch: BatchIn, service: ArticleServiceDep, settings: SettingsDep
+) -> BatchOut:
+    """Create or update up to 1,000 articles; one result per item, in the order sent.
+
+    Invalid items get an `error` result and do not stop the valid ones from being stored.
+    """
+    limit = settings.max_batch_articles
+    if len(batch.articles) > limit:
+        raise AppError(
+            413,
+            "batch_too_large",
+            f"A batch holds at most {limit} articles, got {len(batch.articles)}",
+            {"limit": limit, "received": len(batch.articles)},
+        )
+    valid, errors = validate_batch_items(batch.articles)
+    stored = await service.upsert_many([item for _, item in valid])
+    items = [
+        BatchItemResult(index=i, status="error", error=err.body()) for i, err in errors.items()
+    ]
+    items += [
+        BatchItemResult(index=i, status=r.status, article=ArticleOut.model_validate(r.article))
+        for (i, _), r in zip(valid, stored, strict=True)
+    ]
+    items.sort(key=lambda result: result.index)
+    counts = {name: 0 for name in ("created", "updated", "unchanged", "error")}
+    for result in items:
+        counts[result.status] += 1
+    return BatchOut(items=items, counts=counts)
+
+
+@router.get("", responses={422: ERRORS[422]})
+async def list_articles(
+    query: Annotated[ArticleListQuery, Query()], service: ArticleServiceDep
+) -> ArticlePage:
+    """Newest first (by published_at), filtered, one page at a time."""
+    articles, next_cursor = await service.list(query)
+    return ArticlePage(
+        items=[ArticleOut.model_validate(a) for a in articles], next_cursor=next_cursor
+    )
+
+
+@router.get("/{ref:path}", responses={404: ERRORS[404]})
+async def get_article(article: ArticleDep) -> ArticleOut:
+    """One article, by our id or by the publisher's external_id."""
+    return ArticleOut.model_validate(article)
+
+
+@router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT, responses={404: ERRORS[404]})
+async def delete_article(article: ArticleDep, service: ArticleServiceDep) -> None:
+    """Delete an article; it stops appearing in related results at once."""
+    await service.delete(article)

@@ -1,0 +1,132 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.core.errors import ErrorBody
+from app.core.schemas import Label, TimeWindow, Timestamp
+
+MAX_BODY_CHARS = 200_000
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+ExternalId = Annotated[Label, AfterValidator(_no_control_chars)]
+
+
+class ArticleIn(BaseModel):
+    """An article as a publisher sends it. Unknown fields are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_id": "cms-48213",
+                    "title": "City council approves night bus network after long debate",
+                    "summary": "Six new night routes start in March.",
+                    "body": "The city council voted 9 to 4 on Tuesday to fund six night bus...",
+                    "url": "https://example.com/local/night-buses",
+                    "source": "Harbor Daily",
+                    "authors": ["Ana Ruiz"],
+                    "language": "en",
+                    "category": "local",
+                    "tags": ["transport", "city council"],
+                    "published_at": "2026-11-20T08:15:00Z",
+                }
+            ]
+        },
+    )
+
+    external_id: ExternalId = Field(description="The publisher's own id; unique.")
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)] = ""
+    summary: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)] | None = None
+    source: Label | None = None
+    authors: list[Label] = Field(default_factory=list, max_length=50)
+    language: (
+        Annotated[
+            str,
+            StringConstraints(
+                strip_whitespace=True, to_lower=True, pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$"
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="BCP 47 language tag, e.g. `en` or `pt-br`.")
+    category: Label | None = None
+    tags: list[Label] = Field(default_factory=list, max_length=100)
+    published_at: Timestamp | None = Field(
+        default=None, description="Defaults to the time the article is first received."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value or None
+
+
+class ArticleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    external_id: str
+    title: str
+    body: str
+    summary: str | None
+    url: str | None
+    source: str | None
+    authors: list[str]
+    language: str | None
+    category: str | None
+    tags: list[str]
+    published_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    content_hash: str
+    embedding_model: str | None
+
+
+UpsertStatus = Literal["created", "updated", "unchanged"]
+
+
+class BatchIn(BaseModel):
+    # Items are validated one by one in the service so one bad item cannot reject the others.
+    articles: list[Any] = Field(
+        json_schema_extra={"items": {"$ref": "#/components/schemas/ArticleIn"}},
+        description="Up to RELATED_MAX_BATCH_ARTICLES articles (1,000 by default).",
+    )
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: UpsertStatus | Literal["error"]
+    article: ArticleOut | None = None
+    error: ErrorBody | None = None
+
+
+class BatchOut(BaseModel):
+    items: list[BatchItemResult]
+    counts: dict[str, int]
+
+
+class ArticlePage(BaseModel):
+    items: list[ArticleOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class ArticleListQuery(TimeWindow):
+    model_config = ConfigDict(extra="forbid")
+
+    source: list[Label] = Field(default_factory=list, description="Any of these sources.")
+    category: list[Label] = Field(default_factory=list, description="Any of these categories.")
+    language: list[Label] = Field(default_factory=list, description="Any of these languages.")
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)

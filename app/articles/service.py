@@ -1,0 +1,169 @@
+"""Creating, updating, reading and deleting articles. Flushes; the request commits."""
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from app.articles.models import Article, utcnow
+from app.articles.repository import ArticleRepository, metadata_filters
+from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
+from app.core.errors import AppError, error_details_from_pydantic, validation_error
+from app.embedding.encoder import Encoder, Priority
+from app.embedding.model import Vectors
+from app.embedding.text import embedding_hash, embedding_text
+
+
+@dataclass
+class UpsertResult:
+    article: Article
+    status: UpsertStatus
+
+
+def content_hash(item: ArticleIn) -> str:
+    canonical = json.dumps(item.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode_cursor(article: Article) -> str:
+    raw = json.dumps([article.published_at.isoformat(), str(article.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        published_at, article_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(published_at), uuid.UUID(article_id)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise validation_error(
+            [{"path": "cursor", "message": "not a cursor this API returned", "type": "cursor"}]
+        ) from exc
+
+
+class ArticleService:
+    def __init__(self, repository: ArticleRepository, encoder: Encoder) -> None:
+        self.repository = repository
+        self.encoder = encoder
+
+    async def upsert(self, item: ArticleIn) -> UpsertResult:
+        [result] = await self.upsert_many([item], Priority.INTERACTIVE)
+        return result
+
+    async def upsert_many(
+        self, items: list[ArticleIn], priority: Priority = Priority.BULK
+    ) -> list[UpsertResult]:
+        """Create or update by external_id, in order; later duplicates in ``items`` win.
+
+        A concurrent request may insert one of these external_ids between our read and our
+        insert; the unique constraint then fails only our savepoint, and the retry reads the
+        other writer's row and updates it. Vectors already computed are reused by the retry.
+        """
+        encoded: dict[str, Vectors] = {}
+        session = self.repository.session
+        for attempt in range(3):
+            try:
+                async with session.begin_nested():
+                    return await self._upsert_many(items, priority, encoded)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _upsert_many(
+        self, items: list[ArticleIn], priority: Priority, encoded: dict[str, Vectors]
+    ) -> list[UpsertResult]:
+        now = utcnow()
+        stored = {
+            a.external_id: a
+            for a in await self.repository.get_by_external_ids(i.external_id for i in items)
+        }
+        results: list[UpsertResult] = []
+        for item in items:
+            digest = content_hash(item)
+            article = stored.get(item.external_id)
+            fields = item.model_dump(exclude={"published_at"})
+            if article is None:
+                article = Article(
+                    **fields,
+                    published_at=item.published_at or now,
+                    content_hash=digest,
+                    created_at=now,
+                    updated_at=now,
+                )
+                self.repository.add_all([article])
+                stored[item.external_id] = article
+                status: UpsertStatus = "created"
+            elif article.content_hash == digest:
+                status = "unchanged"
+            else:
+                for name, value in fields.items():
+                    setattr(article, name, value)
+                article.published_at = item.published_at or article.published_at
+                article.content_hash = digest
+                article.updated_at = now
+                status = "updated"
+            results.append(UpsertResult(article, status))
+
+        await self._embed({id(r.article): r.article for r in results}.values(), priority, encoded)
+        await self.repository.flush()
+        return results
+
+    async def _embed(
+        self, articles: Iterable[Article], priority: Priority, encoded: dict[str, Vectors]
+    ) -> None:
+        """Encode only articles whose embedded text (or model) changed since their last vector."""
+        model = self.encoder.model_name
+        todo: dict[str, list[Article]] = {}
+        texts: dict[str, str] = {}
+        for article in articles:
+            text = embedding_text(article.title, article.summary, article.body)
+            digest = embedding_hash(model, text)
+            if article.embedding_hash != digest or article.embedding is None:
+                todo.setdefault(digest, []).append(article)
+                texts[digest] = text
+        missing = [d for d in todo if d not in encoded]
+        vectors = await self.encoder.encode([texts[d] for d in missing], priority)
+        encoded.update(zip(missing, vectors, strict=True))
+        for digest, group in todo.items():
+            for article in group:
+                article.embedding = encoded[digest].tolist()
+                article.embedding_model = model
+                article.embedding_hash = digest
+
+    async def get(self, ref: str) -> Article | None:
+        return await self.repository.get_by_ref(ref)
+
+    async def list(self, query: ArticleListQuery) -> tuple[list[Article], str | None]:
+        after = decode_cursor(query.cursor) if query.cursor else None
+        filters = metadata_filters(
+            query.source, query.category, query.language, query.since, query.until
+        )
+        page = await self.repository.list_page(filters, after, query.limit + 1)
+        next_cursor = encode_cursor(page[query.limit - 1]) if len(page) > query.limit else None
+        return page[: query.limit], next_cursor
+
+    async def delete(self, article: Article) -> None:
+        await self.repository.delete(article)
+
+
+def validate_batch_items(
+    raw_items: list[object],
+) -> tuple[list[tuple[int, ArticleIn]], dict[int, AppError]]:
+    """Valid items with their positions, and an error per invalid position."""
+    valid: list[tuple[int, ArticleIn]] = []
+    errors: dict[int, AppError] = {}
+    for index, raw in enumerate(raw_items):
+        try:
+            valid.append((index, ArticleIn.model_validate(raw)))
+        except ValidationError as exc:
+            details = error_details_from_pydantic(exc.errors(), prefix=("articles", index))
+            errors[index] = validation_error(details, "Invalid article")
+    return valid, errors

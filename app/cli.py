@@ -1,0 +1,108 @@
+"""The `related` command: serve the API, bulk-ingest JSONL, migrate the database."""
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.core.config import get_settings
+
+cli = typer.Typer(help="Related: related articles for news sites.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: RELATED_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: RELATED_PORT.")] = None,
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = get_settings()
+    _setup_logging(settings.log_level)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+    )
+
+
+@cli.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one article a line.")],
+    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 256,
+) -> None:
+    """Load articles from a JSONL file; rerunning skips articles already stored unchanged."""
+    from app.articles.bulk import ingest_file
+    from app.db.engine import open_database
+    from app.embedding.encoder import Encoder
+    from app.embedding.model import load_embedder
+
+    settings = get_settings()
+    _setup_logging("warning")
+
+    async def run() -> int:
+        embedder = await asyncio.to_thread(load_embedder, settings)
+        async with open_database(settings) as database:
+            encoder = Encoder(embedder, settings.embedding_batch_size)
+            encoder.start()
+            try:
+                report = await ingest_file(file, database, encoder, batch_size)
+            finally:
+                await encoder.close()
+        counts = ", ".join(f"{report.counts[k]} {k}" for k in ("created", "updated", "unchanged"))
+        typer.echo(f"{counts}, {len(report.invalid)} invalid")
+        for problem in report.invalid[:20]:
+            typer.echo(f"  {problem}", err=True)
+        return 1 if report.invalid else 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to the latest schema (or to REVISION)."""
+    from app.db import migrate
+    from app.db.url import resolve_database_url
+
+    settings = get_settings()
+    _setup_logging("info")
+    url, _server = resolve_database_url(settings)
+    migrate.upgrade(url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Migrate down to REVISION (`base` removes every table)."""
+    from app.db import migrate
+    from app.db.url import resolve_database_url
+
+    url, _server = resolve_database_url(get_settings())
+    migrate.downgrade(url, revision)
+    typer.echo(f"database at {revision}")
+
+
+def main() -> None:
+    try:
+        cli()
+    except Exception as exc:  # start-up problems get one clear line, not a traceback
+        from app.db.engine import DatabaseStartupError
+
+        if isinstance(exc, DatabaseStartupError | ValueError):
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        raise

@@ -1,0 +1,65 @@
+"""Every setting of the service, read once from the environment (prefix ``RELATED_``).
+
+Invalid values stop the process at start-up with a message naming the setting, rather than
+failing on the first request that happens to need it.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, PostgresDsn, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELATED_", env_file=".env", extra="ignore")
+
+    database_url: PostgresDsn | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "RELATED_DATABASE_URL"),
+        description="PostgreSQL with pgvector. Unset: an embedded server in data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path(".related-data"),
+        description="Where the embedded PostgreSQL keeps its data (used without DATABASE_URL).",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Run `alembic upgrade head` when the service starts."
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    embedding_model: str = Field(
+        default=DEFAULT_MODEL,
+        description="all-MiniLM-L6-v2 (packaged, offline) or a path to a local "
+        "sentence-transformers model directory.",
+    )
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_device: str = Field(default="cpu")
+
+    hnsw_ef_search: int = Field(
+        default=100,
+        ge=10,
+        le=1000,
+        description="HNSW candidate list size per related query (recall versus latency).",
+    )
+    max_batch_articles: int = Field(default=1000, ge=1, le=10000)
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

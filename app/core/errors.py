@@ -1,0 +1,113 @@
+"""One error type, one handler, one response shape: ``{"error": {"code", "message", "details"}}``."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """An error the client can act on, carried to the response as-is."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: Any | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> "ErrorBody":
+        return ErrorBody(code=self.code, message=self.message, details=self.details)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def not_found(kind: str, ref: str) -> AppError:
+    return AppError(404, "not_found", f"{kind} {ref!r} does not exist", {"ref": ref})
+
+
+def validation_error(details: list[dict[str, Any]], message: str = "Invalid input") -> AppError:
+    return AppError(422, "validation_error", message, details)
+
+
+def error_details_from_pydantic(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"path", "message", "type"}``, the path a dotted field path."""
+    details = []
+    for err in errors:
+        loc = [*prefix, *err.get("loc", ())]
+        details.append(
+            {
+                "path": ".".join(str(part) for part in loc),
+                "message": err.get("msg", "invalid"),
+                "type": err.get("type", "invalid"),
+            }
+        )
+    return details
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+
+
+def _is_database_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, (OperationalError, PoolTimeoutError, OSError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+# Stable codes where Python's status phrases differ between versions.
+_HTTP_CODES = {413: "payload_too_large"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(
+            422, "validation_error", "Invalid input", error_details_from_pydantic(exc.errors())
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code) or HTTPStatus(exc.status_code).phrase
+        code = code.lower().replace(" ", "_")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+        if _is_database_unavailable(exc):
+            logger.warning("database unavailable: %s", exc)
+            return error_response(503, "database_unavailable", "The database cannot be reached")
+        logger.error("database error", exc_info=exc)
+        return error_response(500, "internal_error", "Internal server error")
+
+    # Registered per class (not for Exception) so Starlette answers them without re-raising.
+    for exc_class in (DBAPIError, PoolTimeoutError, OSError):
+        app.add_exception_handler(exc_class, _database_error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "Internal server error")

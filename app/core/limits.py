@@ -1,0 +1,41 @@
+"""Request body size limit, enforced before the body is parsed (also for chunked uploads)."""
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import error_response
+
+
+def _message(limit: int) -> str:
+    return f"Request body is over the limit of {limit} bytes"
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(413, "payload_too_large", _message(self.max_bytes))
+            await response(scope, receive, send)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException: FastAPI turns other errors raised while it reads a body
+                    # into a 400; the app's handler renders this one in the usual error shape.
+                    raise HTTPException(413, _message(self.max_bytes))
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,26 @@
+"""Field types and query pieces shared by the features."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A timestamp without a zone is taken as UTC rather than rejected: feeds often omit it.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+
+class TimeWindow(BaseModel):
+    since: Timestamp | None = Field(default=None, description="published_at at or after this.")
+    until: Timestamp | None = Field(default=None, description="published_at before this.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self

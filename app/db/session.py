@@ -1,0 +1,25 @@
+"""One transaction per request: committed before the response is sent, rolled back on error."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.engine import Database
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).sessions() as session, session.begin():
+        yield session
+
+
+# scope="function" closes the transaction when the endpoint returns, before the response goes out:
+# a client that receives 201 knows the article is committed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(get_database)]

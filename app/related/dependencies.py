@@ -1,0 +1,19 @@
+from typing import Annotated
+
+from fastapi import Depends
+
+from app.core.deps import EncoderDep, SettingsDep
+from app.db.session import DatabaseDep, SessionDep
+from app.related.repository import RelatedRepository
+from app.related.service import RelatedService
+
+
+def get_related_service(
+    session: SessionDep, encoder: EncoderDep, database: DatabaseDep, settings: SettingsDep
+) -> RelatedService:
+    return RelatedService(
+        RelatedRepository(session), encoder, database.pgvector, settings.hnsw_ef_search
+    )
+
+
+RelatedServiceDep = Annotated[RelatedService, Depends(get_related_service)]

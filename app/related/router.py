@@ -1,0 +1,44 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.articles.dependencies import ArticleDep
+from app.core.errors import ErrorResponse
+from app.related.dependencies import RelatedServiceDep
+from app.related.schemas import ArticleKey, DraftIn, RelatedOut, RelatedQuery
+
+router = APIRouter(tags=["related"])
+
+
+@router.get(
+    "/v1/articles/{ref:path}/related",
+    responses={
+        404: {"model": ErrorResponse, "description": "No such article"},
+        409: {"model": ErrorResponse, "description": "The article is not embedded yet"},
+        422: {"model": ErrorResponse, "description": "Invalid filters"},
+    },
+)
+async def related_to_article(
+    article: ArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
+) -> RelatedOut:
+    """Articles related to a stored one, best first; never the article itself.
+
+    `{ref}` is our id or the publisher's external_id. List filters repeat the parameter:
+    `?source=A&source=B`.
+    """
+    items = await service.for_article(article, query)
+    return RelatedOut(
+        article=ArticleKey(id=article.id, external_id=article.external_id),
+        model=service.encoder.model_name,
+        items=items,
+    )
+
+
+@router.post(
+    "/v1/related",
+    responses={422: {"model": ErrorResponse, "description": "Invalid text or filters"}},
+)
+async def related_to_text(draft: DraftIn, service: RelatedServiceDep) -> RelatedOut:
+    """Articles related to text that is not stored: a draft in a CMS, for example."""
+    items = await service.for_draft(draft)
+    return RelatedOut(article=None, model=service.encoder.model_name, items=items)

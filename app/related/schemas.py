@@ -1,0 +1,82 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.articles.schemas import MAX_BODY_CHARS
+from app.core.schemas import Label, TimeWindow
+
+
+class RelatedFilters(TimeWindow):
+    limit: int = Field(default=10, ge=1, le=100, description="How many related articles.")
+    max_age_days: float | None = Field(
+        default=None, gt=0, le=36500, description="Only articles published in the last N days."
+    )
+    source: list[Label] = Field(default_factory=list, description="Only these sources.")
+    exclude_source: list[Label] = Field(default_factory=list, description="Not these sources.")
+    category: list[Label] = Field(default_factory=list, description="Only these categories.")
+    language: list[Label] = Field(default_factory=list, description="Only these languages.")
+    exclude_ids: list[Label] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Articles to leave out, by our id or by external_id.",
+    )
+    min_score: float | None = Field(
+        default=None, ge=-1, le=1, description="Only results with at least this cosine similarity."
+    )
+
+
+class RelatedQuery(RelatedFilters):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DraftIn(RelatedFilters):
+    """Text that is not stored (yet): a draft in a CMS, a page being read, a search."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Night buses to run on six new routes from March",
+                    "body": "The council's transport committee confirmed the routes on Tuesday...",
+                    "limit": 5,
+                    "max_age_days": 30,
+                    "language": ["en"],
+                }
+            ]
+        },
+    )
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+    summary: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)] = ""
+
+    @model_validator(mode="after")
+    def _has_text(self) -> Self:
+        if not (self.title.strip() or (self.summary or "").strip() or self.body.strip()):
+            raise ValueError("give at least one of title, summary or body")
+        return self
+
+
+class RelatedArticle(BaseModel):
+    id: uuid.UUID
+    external_id: str
+    title: str
+    url: str | None
+    source: str | None
+    published_at: datetime
+    summary: str | None
+    score: float = Field(description="Cosine similarity to the article asked about, -1 to 1.")
+
+
+class ArticleKey(BaseModel):
+    id: uuid.UUID
+    external_id: str
+
+
+class RelatedOut(BaseModel):
+    article: ArticleKey | None = Field(description="The stored article asked about; null for text.")
+    model: str = Field(description="The embedding model that ranked the results.")
+    items: list[RelatedArticle] = Field(description="Best first.")

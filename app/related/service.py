@@ -1,0 +1,92 @@
+"""Related articles: nearest neighbours by cosine similarity, correct under filters.
+
+HNSW applies WHERE clauses to the candidates it found, so a filtered query can come back short
+or miss the best matches. The strategy, which holds on pgvector 0.6 and 0.8 alike:
+
+1. Ask the index with ``ef_search`` at least ``limit`` (and, on 0.8+, an iterative scan that
+   keeps walking the graph until enough rows pass the filters, in exact distance order).
+   When that returns ``limit`` rows, they are the nearest matching rows: the index's candidate
+   list holds the true global neighbours, and filtering a correct prefix keeps it correct.
+2. When it returns fewer, the filters are selective: fall back to an exact scan of the rows the
+   filters keep, which is cheap for the same reason (few rows match).
+
+``min_score`` is applied to the ranked list afterwards: a threshold on a ranking cuts off its
+tail, so the result equals an exact search with the threshold.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement
+
+from app.articles.models import Article
+from app.core.errors import AppError
+from app.db.engine import PgvectorVersion
+from app.embedding.encoder import Encoder, Priority
+from app.embedding.text import embedding_text
+from app.related.repository import RelatedRepository, related_filters
+from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
+
+
+class RelatedService:
+    def __init__(
+        self,
+        repository: RelatedRepository,
+        encoder: Encoder,
+        pgvector: PgvectorVersion,
+        ef_search: int,
+    ) -> None:
+        self.repository = repository
+        self.encoder = encoder
+        self.pgvector = pgvector
+        self.ef_search = ef_search
+
+    async def for_article(self, article: Article, query: RelatedFilters) -> list[RelatedArticle]:
+        if article.embedding is None or article.embedding_model != self.encoder.model_name:
+            raise AppError(
+                409,
+                "embedding_not_ready",
+                f"Article {article.external_id!r} has no embedding from model "
+                f"{self.encoder.model_name} yet; try again shortly",
+                {"embedding_model": article.embedding_model},
+            )
+        filters = self._filters(query)
+        filters.append(Article.id != article.id)
+        return await self._search(article.embedding, filters, query)
+
+    async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
+        text = embedding_text(draft.title, draft.summary, draft.body)
+        [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
+        return await self._search(vector.tolist(), self._filters(draft), draft)
+
+    @staticmethod
+    def _filters(query: RelatedFilters) -> list[ColumnElement[bool]]:
+        since = query.since
+        if query.max_age_days is not None:
+            cutoff = datetime.now(UTC) - timedelta(days=query.max_age_days)
+            since = max(since, cutoff) if since else cutoff
+        return related_filters(
+            source=query.source,
+            exclude_source=query.exclude_source,
+            category=query.category,
+            language=query.language,
+            since=since,
+            until=query.until,
+            exclude_ids=query.exclude_ids,
+        )
+
+    async def _search(
+        self, vector: Sequence[float], filters: list[ColumnElement[bool]], query: RelatedFilters
+    ) -> list[RelatedArticle]:
+        model, limit = self.encoder.model_name, query.limit
+        await self.repository.use_index(
+            max(self.ef_search, limit), self.pgvector.has_iterative_scan
+        )
+        rows = await self.repository.nearest(vector, model, filters, limit)
+        if len(rows) < limit:
+            await self.repository.use_exact_scan()
+            rows = await self.repository.nearest(vector, model, filters, limit)
+        results = [RelatedArticle.model_validate(row, from_attributes=True) for row in rows]
+        if query.min_score is not None:
+            results = [r for r in results if r.score >= query.min_score]
+        return results
