@@ -1,12 +1,14 @@
 from typing import Annotated
 
 from fastapi import Depends, Path
+from pydantic import AfterValidator
 
 from app.articles.models import Article
 from app.articles.repository import ArticleRepository
 from app.articles.service import ArticleService
 from app.core.deps import EncoderDep
 from app.core.errors import not_found
+from app.core.schemas import no_nul
 from app.db.session import SessionDep
 
 
@@ -24,6 +26,7 @@ ArticleRef = Annotated[
         min_length=1,
         max_length=255,
     ),
+    AfterValidator(no_nul),
 ]
 
 

@@ -5,9 +5,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.core.errors import ErrorBody
-from app.core.schemas import Label, TimeWindow, Timestamp
+from app.core.schemas import Label, TimeWindow, Timestamp, no_nul
 
 MAX_BODY_CHARS = 200_000
+NoNul = AfterValidator(no_nul)
 
 
 def _no_control_chars(value: str) -> str:
@@ -44,10 +45,14 @@ class ArticleIn(BaseModel):
     )
 
     external_id: ExternalId = Field(description="The publisher's own id; unique.")
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)] = ""
-    summary: Annotated[str, StringConstraints(max_length=10_000)] | None = None
-    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)] | None = None
+    title: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NoNul
+    ]
+    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), NoNul] = ""
+    summary: Annotated[str, StringConstraints(max_length=10_000), NoNul] | None = None
+    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), NoNul] | None = (
+        None
+    )
     source: Label | None = None
     authors: list[Label] = Field(default_factory=list, max_length=50)
     language: (
@@ -123,7 +128,7 @@ class ArticlePage(BaseModel):
 
 
 class ArticleListQuery(TimeWindow):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     source: list[Label] = Field(default_factory=list, description="Any of these sources.")
     category: list[Label] = Field(default_factory=list, description="Any of these categories.")

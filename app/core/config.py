@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PostgresDsn, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -17,7 +17,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELATED_", env_file=".env", extra="ignore")
 
-    database_url: PostgresDsn | None = Field(
+    database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "RELATED_DATABASE_URL"),
         description="PostgreSQL with pgvector. Unset: an embedded server in data_dir.",
@@ -56,8 +56,13 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", mode="before")
     @classmethod
-    def _empty_url_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
+    def _postgres_url_or_unset(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        # Unix-socket URLs (postgresql://user@/db?host=/run/pg) have no host, so no PostgresDsn.
+        if not str(value).startswith(("postgresql://", "postgres://", "postgresql+")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
 
 @lru_cache

@@ -11,8 +11,19 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: reject it here with a field path, not in the driver.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    AfterValidator(no_nul),
+]
 
 
 class TimeWindow(BaseModel):

@@ -4,7 +4,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.articles.schemas import MAX_BODY_CHARS
+from app.articles.schemas import MAX_BODY_CHARS, NoNul
 from app.core.schemas import Label, TimeWindow
 
 
@@ -28,7 +28,8 @@ class RelatedFilters(TimeWindow):
 
 
 class RelatedQuery(RelatedFilters):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown query parameters (cache busters, tracking) are ignored, not rejected.
+    model_config = ConfigDict(extra="ignore")
 
 
 class DraftIn(RelatedFilters):
@@ -49,9 +50,9 @@ class DraftIn(RelatedFilters):
         },
     )
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
-    summary: Annotated[str, StringConstraints(max_length=10_000)] | None = None
-    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)] = ""
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), NoNul] = ""
+    summary: Annotated[str, StringConstraints(max_length=10_000), NoNul] | None = None
+    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), NoNul] = ""
 
     @model_validator(mode="after")
     def _has_text(self) -> Self:

@@ -1,0 +1,117 @@
+"""Every error comes back in one JSON shape with a 4xx; no input produces a 500."""
+
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import article
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+async def test_malformed_json_is_422(client: AsyncClient) -> None:
+    response = await client.post(
+        "/v1/articles", content=b'{"external_id": "x", "title": ', headers={"content-type": "application/json"}
+    )
+    assert_error(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        ({"title": "no id"}, "body.external_id"),
+        ({"external_id": "a", "title": ""}, "body.title"),
+        ({"external_id": "a", "title": "t", "published_at": "soon"}, "body.published_at"),
+        ({"external_id": "a", "title": "t", "tags": "not-a-list"}, "body.tags"),
+        ({"external_id": "a", "title": "t", "url": "ftp://x"}, "body.url"),
+        ({"external_id": "a", "title": "t", "language": "English!"}, "body.language"),
+        ({"external_id": "a\nb", "title": "t"}, "body.external_id"),
+        ({"external_id": "x" * 256, "title": "t"}, "body.external_id"),
+        ({"external_id": "a", "title": "t", "body": "x" * 200_001}, "body.body"),
+    ],
+)
+async def test_invalid_article_is_422_with_field_path(
+    client: AsyncClient, payload: dict[str, Any], path: str
+) -> None:
+    error = assert_error(await client.post("/v1/articles", json=payload), 422, "validation_error")
+    assert path in [d["path"] for d in error["details"]]
+
+
+@pytest.mark.parametrize("payload", [[], "text", 42, None, {"articles": "nope"}])
+async def test_wrong_top_level_types_are_422(client: AsyncClient, payload: Any) -> None:
+    assert_error(await client.post("/v1/articles", json=payload), 422, "validation_error")
+    assert_error(await client.post("/v1/articles/batch", json=payload), 422, "validation_error")
+
+
+async def test_body_over_the_byte_limit_is_413(client: AsyncClient) -> None:
+    # The test settings cap bodies at 2 MiB.
+    big = article("big", "Big", "word " * 600_000)
+    assert_error(await client.post("/v1/articles", json=big), 413, "payload_too_large")
+
+
+async def test_chunked_body_over_the_limit_is_413(client: AsyncClient) -> None:
+    async def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = await client.post(
+        "/v1/articles", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_error(response, 413, "payload_too_large")
+
+
+async def test_unknown_route_and_wrong_method(client: AsyncClient) -> None:
+    assert_error(await client.get("/v2/nothing"), 404, "not_found")
+    assert_error(await client.put("/v1/articles"), 405, "method_not_allowed")
+
+
+async def test_nul_characters_are_rejected_everywhere_and_odd_unicode_is_stored(
+    client: AsyncClient,
+) -> None:
+    # PostgreSQL text cannot hold NUL; the API must answer 422, not fail in the driver.
+    error = assert_error(
+        await client.post("/v1/articles", json=article("nul", "a\u0000b")), 422, "validation_error"
+    )
+    assert error["details"][0]["path"] == "body.title"
+    await client.post("/v1/articles", json=article("ok", "Fine"))
+    for response in (
+        await client.get("/v1/articles/ok/related", params={"source": "a\x00"}),
+        await client.get("/v1/articles/a%00b"),
+        await client.get("/v1/articles", params={"category": "\x00"}),
+        await client.post("/v1/related", json={"title": "x", "exclude_ids": ["\x00"]}),
+        await client.post("/v1/articles/batch", json={"articles": [article("n", "\x00")]}),
+    ):
+        assert response.status_code in (200, 422), response.text
+        if response.status_code == 200:  # the batch: the item is reported, not stored
+            assert response.json()["items"][0]["status"] == "error"
+    ok = await client.post("/v1/articles", json=article("uni", "Zürich \U0001f600 ﷽ \u202e"))
+    assert ok.status_code == 201
+
+
+async def test_health_and_readiness(client: AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["database"]["ok"] and checks["model"]["ok"]
+    assert checks["database"]["pgvector"].startswith("0.")
+
+
+async def test_openapi_documents_the_api_with_examples(client: AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in ("/v1/articles", "/v1/articles/batch", "/v1/articles/{ref}",
+                 "/v1/articles/{ref}/related", "/v1/related", "/healthz", "/readyz"):
+        assert path in paths, path
+    assert spec["components"]["schemas"]["ArticleIn"]["examples"]
+    assert (await client.get("/docs")).status_code == 200

@@ -1,0 +1,217 @@
+"""Related articles through HTTP with the real model: ranking, every filter, drafts."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import EXAMPLES, article
+
+
+def load_examples() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+async def examples(client: AsyncClient) -> list[dict[str, Any]]:
+    items = load_examples()
+    response = await client.post("/v1/articles/batch", json={"articles": items})
+    assert response.json()["counts"]["created"] == len(items)
+    return items
+
+
+def story(external_id: str) -> str:
+    return external_id.rsplit("-", 1)[0]
+
+
+async def related(client: AsyncClient, ref: str, **params: Any) -> list[dict[str, Any]]:
+    response = await client.get(f"/v1/articles/{ref}/related", params=params)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_same_story_ranks_above_other_stories(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    # Every example story has four articles: for each, the other three come first.
+    for item in examples:
+        if item["external_id"].startswith("demo-misc"):
+            continue
+        results = await related(client, item["external_id"], limit=3)
+        assert {story(r["external_id"]) for r in results} == {story(item["external_id"])}, (
+            item["external_id"],
+            [r["external_id"] for r in results],
+        )
+
+
+async def test_near_topic_distractors_rank_below_the_story(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    # Two economy stories: a rate cut and a retailer's bankruptcy; both about money, one story.
+    results = await related(client, "demo-ratecut-1", limit=10)
+    ids = [r["external_id"] for r in results]
+    first_other = min(i for i, e in enumerate(ids) if story(e) != "demo-ratecut")
+    assert all(story(e) == "demo-ratecut" for e in ids[:first_other])
+    assert first_other == 3
+
+
+async def test_results_are_ranked_by_score_and_never_the_article_itself(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    response = await client.get("/v1/articles/demo-wildfire-2/related", params={"limit": 100})
+    body = response.json()
+    scores = [r["score"] for r in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert len(body["items"]) == len(examples) - 1
+    assert "demo-wildfire-2" not in {r["external_id"] for r in body["items"]}
+    assert body["article"]["external_id"] == "demo-wildfire-2"
+    assert body["model"] == "all-MiniLM-L6-v2"
+    assert set(body["items"][0]) == {
+        "id", "external_id", "title", "url", "source", "published_at", "summary", "score",
+    }
+
+
+async def test_limit(client: AsyncClient, examples: list[dict[str, Any]]) -> None:
+    assert len(await related(client, "demo-breach-1")) == 10  # the default
+    assert len(await related(client, "demo-breach-1", limit=2)) == 2
+
+
+async def test_source_and_exclude_source(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    sources = {e["source"] for e in examples}
+    chosen = sorted(sources)[:2]
+    results = await related(client, "demo-transfer-1", source=chosen, limit=100)
+    assert results and {r["source"] for r in results} <= set(chosen)
+    expected = sum(e["source"] in chosen for e in examples if e["external_id"] != "demo-transfer-1")
+    assert len(results) == expected
+
+    excluded = await related(client, "demo-transfer-1", exclude_source=chosen, limit=100)
+    assert excluded and not {r["source"] for r in excluded} & set(chosen)
+    assert len(results) + len(excluded) == len(examples) - 1
+
+
+async def test_category_and_language(client: AsyncClient, examples: list[dict[str, Any]]) -> None:
+    results = await related(client, "demo-marathon-1", category="sports", limit=100)
+    sports = {e["external_id"] for e in examples if e["category"] == "sports"}
+    assert len(sports) == 8
+    assert {r["external_id"] for r in results} == sports - {"demo-marathon-1"}
+
+    await client.post("/v1/articles", json=article("fr-1", "Record du monde au marathon",
+                                                    language="fr", category="sports"))
+    french = await related(client, "demo-marathon-1", language="fr")
+    assert [r["external_id"] for r in french] == ["fr-1"]
+
+
+async def test_time_window(client: AsyncClient, examples: list[dict[str, Any]]) -> None:
+    since, until = "2026-11-10T00:00:00Z", "2026-11-15T00:00:00Z"
+    results = await related(client, "demo-ratecut-1", since=since, until=until, limit=100)
+    # The examples' timestamps are all UTC with a Z, so they compare as strings.
+    expected = {e["external_id"] for e in examples if since <= e["published_at"] < until}
+    assert results and {r["external_id"] for r in results} == expected
+    for r in results:
+        assert since <= r["published_at"] < until
+
+
+async def test_max_age_days(client: AsyncClient) -> None:
+    now = datetime.now(UTC)
+    fresh = (now - timedelta(days=2)).isoformat()
+    stale = (now - timedelta(days=40)).isoformat()
+    items = [
+        article("age-0", "Storm closes schools across the region", published_at=fresh),
+        article("age-1", "Schools closed as storm sweeps region", published_at=fresh),
+        article("age-2", "Storm forces school closures", published_at=stale),
+    ]
+    await client.post("/v1/articles/batch", json={"articles": items})
+
+    assert {r["external_id"] for r in await related(client, "age-0")} == {"age-1", "age-2"}
+    recent = await related(client, "age-0", max_age_days=7)
+    assert [r["external_id"] for r in recent] == ["age-1"]
+
+
+async def test_exclude_ids_by_id_and_by_external_id(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    top = await related(client, "demo-retailer-1", limit=3)
+    exclude = [top[0]["id"], top[1]["external_id"]]
+    results = await related(client, "demo-retailer-1", exclude_ids=exclude, limit=3)
+    ids = {r["id"] for r in results}
+    assert top[0]["id"] not in ids and top[1]["id"] not in ids
+    assert top[2]["id"] == results[0]["id"]
+    assert len(results) == 3
+
+
+async def test_min_score(client: AsyncClient, examples: list[dict[str, Any]]) -> None:
+    everything = await related(client, "demo-breach-2", limit=100)
+    threshold = everything[3]["score"]
+    results = await related(client, "demo-breach-2", min_score=threshold, limit=100)
+    assert results == everything[:4]
+    assert all(r["score"] >= threshold for r in results)
+
+
+async def test_draft_text_finds_the_story(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    draft = {
+        "title": "Evacuation orders expand as Cedar Ridge fire grows",
+        "body": "Firefighters battled wind-driven flames near Alder Springs overnight.",
+        "limit": 4,
+    }
+    response = await client.post("/v1/related", json=draft)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["article"] is None
+    assert [story(r["external_id"]) for r in body["items"]] == ["demo-wildfire"] * 4
+
+
+async def test_draft_with_filters_and_exclusions(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    draft = {"title": "Reserve Bank cuts rates", "exclude_ids": ["demo-ratecut-1"],
+             "source": ["Harbor Daily", "Metro Wire"], "limit": 100}
+    items = (await client.post("/v1/related", json=draft)).json()["items"]
+    assert items
+    assert "demo-ratecut-1" not in {r["external_id"] for r in items}
+    assert {r["source"] for r in items} <= {"Harbor Daily", "Metro Wire"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"title": "   "},
+        {"title": "x", "limit": 0},
+        {"title": "x", "limit": 101},
+        {"title": "x", "min_score": 2},
+        {"title": "x", "since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
+        {"title": "x", "max_age_days": -1},
+        {"title": "x", "unknown_filter": 1},
+        {"title": ["not", "a", "string"]},
+    ],
+)
+async def test_invalid_draft_is_422(client: AsyncClient, body: dict[str, Any]) -> None:
+    response = await client.post("/v1/related", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and error["details"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"since": "yesterday"},
+        {"min_score": -2}, {"max_age_days": 0},
+        {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
+    ],
+)
+async def test_invalid_related_query_is_422_with_field_paths(
+    client: AsyncClient, params: dict[str, Any]
+) -> None:
+    await client.post("/v1/articles", json=article("q-1", "Anything"))
+    response = await client.get("/v1/articles/q-1/related", params=params)
+    assert response.status_code == 422
+    paths = [d["path"] for d in response.json()["error"]["details"]]
+    assert any(p.startswith("query") for p in paths), paths
