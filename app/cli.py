@@ -42,7 +42,9 @@ def serve(
 
 @cli.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one article a line.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one article a line.")
+    ],
     batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 256,
 ) -> None:
     """Load articles from a JSONL file; rerunning skips articles already stored unchanged."""
@@ -76,11 +78,13 @@ def ingest(
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database to the latest schema (or to REVISION)."""
     from app.db import migrate
+    from app.db.engine import check_url
     from app.db.url import resolve_database_url
 
     settings = get_settings()
     _setup_logging("info")
     url, _server = resolve_database_url(settings)
+    asyncio.run(check_url(url, settings))
     migrate.upgrade(url, revision)
     typer.echo(f"database at {revision}")
 
@@ -106,3 +110,7 @@ def main() -> None:
             typer.echo(f"error: {exc}", err=True)
             sys.exit(1)
         raise
+
+
+if __name__ == "__main__":
+    main()

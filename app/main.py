@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = embedder or await asyncio.to_thread(load_embedder, settings)
+        model = await asyncio.to_thread(load_embedder, settings) if embedder is None else embedder
         if model.dimension != EMBEDDING_DIMENSION:
             raise RuntimeError(
                 f"model {model.name} makes {model.dimension}-d vectors; the database stores "

@@ -135,7 +135,12 @@ async def test_batch_reports_each_item_in_order_and_keeps_valid_ones(
     items = response.json()["items"]
     assert [i["index"] for i in items] == list(range(len(batch)))
     assert [i["status"] for i in items] == [
-        "unchanged", "created", "error", "error", "updated", "error",
+        "unchanged",
+        "created",
+        "error",
+        "error",
+        "updated",
+        "error",
     ]
     assert items[1]["article"]["external_id"] == "b-1"
     assert items[2]["error"]["code"] == "validation_error"
@@ -168,12 +173,30 @@ async def test_batch_over_the_article_limit_is_413(client: AsyncClient) -> None:
 
 async def test_list_filters(client: AsyncClient) -> None:
     items = [
-        article("l-1", "A", source="S1", category="sport", language="en",
-                published_at="2026-11-01T00:00:00Z"),
-        article("l-2", "B", source="S2", category="sport", language="fr",
-                published_at="2026-11-02T00:00:00Z"),
-        article("l-3", "C", source="S1", category="world", language="en",
-                published_at="2026-11-03T00:00:00Z"),
+        article(
+            "l-1",
+            "A",
+            source="S1",
+            category="sport",
+            language="en",
+            published_at="2026-11-01T00:00:00Z",
+        ),
+        article(
+            "l-2",
+            "B",
+            source="S2",
+            category="sport",
+            language="fr",
+            published_at="2026-11-02T00:00:00Z",
+        ),
+        article(
+            "l-3",
+            "C",
+            source="S1",
+            category="world",
+            language="en",
+            published_at="2026-11-03T00:00:00Z",
+        ),
     ]
     await client.post("/v1/articles/batch", json={"articles": items})
 
@@ -193,8 +216,10 @@ async def test_list_filters(client: AsyncClient) -> None:
 async def test_cursor_pagination_visits_every_article_once(client: AsyncClient) -> None:
     same_time = "2026-11-05T12:00:00Z"  # ties on published_at are broken by id
     items = [article(f"p-{i}", f"Story {i}", published_at=same_time) for i in range(12)]
-    items += [article(f"q-{i}", f"Other {i}", published_at=f"2026-11-0{i + 1}T00:00:00Z")
-              for i in range(3)]
+    items += [
+        article(f"q-{i}", f"Other {i}", published_at=f"2026-11-0{i + 1}T00:00:00Z")
+        for i in range(3)
+    ]
     await client.post("/v1/articles/batch", json={"articles": items})
 
     seen: list[str] = []

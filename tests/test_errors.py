@@ -21,7 +21,9 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 async def test_malformed_json_is_422(client: AsyncClient) -> None:
     response = await client.post(
-        "/v1/articles", content=b'{"external_id": "x", "title": ', headers={"content-type": "application/json"}
+        "/v1/articles",
+        content=b'{"external_id": "x", "title": ',
+        headers={"content-type": "application/json"},
     )
     assert_error(response, 422, "validation_error")
 
@@ -110,8 +112,15 @@ async def test_health_and_readiness(client: AsyncClient) -> None:
 async def test_openapi_documents_the_api_with_examples(client: AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     paths = spec["paths"]
-    for path in ("/v1/articles", "/v1/articles/batch", "/v1/articles/{ref}",
-                 "/v1/articles/{ref}/related", "/v1/related", "/healthz", "/readyz"):
+    for path in (
+        "/v1/articles",
+        "/v1/articles/batch",
+        "/v1/articles/{ref}",
+        "/v1/articles/{ref}/related",
+        "/v1/related",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in paths, path
     assert spec["components"]["schemas"]["ArticleIn"]["examples"]
     assert (await client.get("/docs")).status_code == 200

@@ -59,8 +59,10 @@ FILTERS: list[tuple[dict[str, Any], Any]] = [
     ),
     (
         {"since": "2026-02-01T00:00:00Z", "until": "2026-02-08T00:00:00Z", "category": "world"},
-        lambda r: datetime(2026, 2, 1, tzinfo=UTC) <= r["published_at"]
-        < datetime(2026, 2, 8, tzinfo=UTC) and r["category"] == "world",
+        lambda r: (
+            datetime(2026, 2, 1, tzinfo=UTC) <= r["published_at"] < datetime(2026, 2, 8, tzinfo=UTC)
+            and r["category"] == "world"
+        ),
     ),
 ]
 

@@ -70,7 +70,14 @@ async def test_results_are_ranked_by_score_and_never_the_article_itself(
     assert body["article"]["external_id"] == "demo-wildfire-2"
     assert body["model"] == "all-MiniLM-L6-v2"
     assert set(body["items"][0]) == {
-        "id", "external_id", "title", "url", "source", "published_at", "summary", "score",
+        "id",
+        "external_id",
+        "title",
+        "url",
+        "source",
+        "published_at",
+        "summary",
+        "score",
     }
 
 
@@ -100,8 +107,10 @@ async def test_category_and_language(client: AsyncClient, examples: list[dict[st
     assert len(sports) == 8
     assert {r["external_id"] for r in results} == sports - {"demo-marathon-1"}
 
-    await client.post("/v1/articles", json=article("fr-1", "Record du monde au marathon",
-                                                    language="fr", category="sports"))
+    await client.post(
+        "/v1/articles",
+        json=article("fr-1", "Record du monde au marathon", language="fr", category="sports"),
+    )
     french = await related(client, "demo-marathon-1", language="fr")
     assert [r["external_id"] for r in french] == ["fr-1"]
 
@@ -170,8 +179,12 @@ async def test_draft_text_finds_the_story(
 async def test_draft_with_filters_and_exclusions(
     client: AsyncClient, examples: list[dict[str, Any]]
 ) -> None:
-    draft = {"title": "Reserve Bank cuts rates", "exclude_ids": ["demo-ratecut-1"],
-             "source": ["Harbor Daily", "Metro Wire"], "limit": 100}
+    draft = {
+        "title": "Reserve Bank cuts rates",
+        "exclude_ids": ["demo-ratecut-1"],
+        "source": ["Harbor Daily", "Metro Wire"],
+        "limit": 100,
+    }
     items = (await client.post("/v1/related", json=draft)).json()["items"]
     assert items
     assert "demo-ratecut-1" not in {r["external_id"] for r in items}
@@ -202,8 +215,12 @@ async def test_invalid_draft_is_422(client: AsyncClient, body: dict[str, Any]) -
 @pytest.mark.parametrize(
     "params",
     [
-        {"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"since": "yesterday"},
-        {"min_score": -2}, {"max_age_days": 0},
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"since": "yesterday"},
+        {"min_score": -2},
+        {"max_age_days": 0},
         {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
     ],
 )

@@ -2,10 +2,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from app.core.errors import ErrorBody
-from app.core.schemas import Label, TimeWindow, Timestamp, no_nul
+from app.core.schemas import Label, Timestamp, TimeWindow, no_nul
 
 MAX_BODY_CHARS = 200_000
 NoNul = AfterValidator(no_nul)
@@ -124,7 +131,9 @@ class BatchOut(BaseModel):
 
 class ArticlePage(BaseModel):
     items: list[ArticleOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 class ArticleListQuery(TimeWindow):

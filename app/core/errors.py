@@ -1,4 +1,7 @@
-"""One error type, one handler, one response shape: ``{"error": {"code", "message", "details"}}``."""
+"""One error type, one handler, one response shape.
+
+Every error response is ``{"error": {"code", "message", "details"}}``.
+"""
 
 import logging
 from http import HTTPStatus
@@ -18,9 +21,7 @@ logger = logging.getLogger(__name__)
 class AppError(Exception):
     """An error the client can act on, carried to the response as-is."""
 
-    def __init__(
-        self, status: int, code: str, message: str, details: Any | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -49,7 +50,9 @@ def validation_error(details: list[dict[str, Any]], message: str = "Invalid inpu
     return AppError(422, "validation_error", message, details)
 
 
-def error_details_from_pydantic(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+def error_details_from_pydantic(
+    errors: Any, prefix: tuple[str | int, ...] = ()
+) -> list[dict[str, Any]]:
     """Pydantic errors as ``{"path", "message", "type"}``, the path a dotted field path."""
     details = []
     for err in errors:

@@ -9,7 +9,12 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.core.config import Settings
 from app.db import migrate
@@ -72,7 +77,8 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def _check_server(engine: AsyncEngine, url: str) -> None:
+async def check_server(engine: AsyncEngine, url: str) -> None:
+    """Reachable and with pgvector available, or a DatabaseStartupError saying what to fix."""
     try:
         async with engine.connect() as conn:
             available = await conn.scalar(
@@ -104,13 +110,21 @@ async def _installed_pgvector(engine: AsyncEngine, url: str) -> PgvectorVersion:
     return PgvectorVersion.parse(version)
 
 
+async def check_url(database_url: str, settings: Settings) -> None:
+    engine = create_engine(database_url, settings)
+    try:
+        await check_server(engine, database_url)
+    finally:
+        await engine.dispose()
+
+
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """Start the embedded server if needed, check pgvector, migrate, and hand out the engine."""
     url, server = await asyncio.to_thread(resolve_database_url, settings)
     engine = create_engine(url, settings)
     try:
-        await _check_server(engine, url)
+        await check_server(engine, url)
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, url)
         pgvector = await _installed_pgvector(engine, url)

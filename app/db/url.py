@@ -6,7 +6,12 @@ from app.db.embedded import embedded_url, start_embedded_postgres
 
 def to_async_url(url: str) -> str:
     """Any PostgreSQL URL as the asyncpg dialect URL SQLAlchemy needs."""
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+asyncpg://",
+        "postgresql+psycopg://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://...")

@@ -59,9 +59,7 @@ class Encoder:
             await asyncio.gather(self._worker, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def encode(
-        self, texts: list[str], priority: Priority = Priority.INTERACTIVE
-    ) -> Vectors:
+    async def encode(self, texts: list[str], priority: Priority = Priority.INTERACTIVE) -> Vectors:
         """Unit vectors for ``texts``, in order, without blocking the event loop."""
         if not texts:
             return np.empty((0, self.embedder.dimension), dtype=np.float32)

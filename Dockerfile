@@ -1,0 +1,32 @@
+# CPU-only image: migrates the database, then serves the API on port 8000.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    RELATED_HOST=0.0.0.0 \
+    RELATED_PORT=8000 \
+    RELATED_DATA_DIR=/home/related/data
+
+WORKDIR /srv/related
+
+# torch from the CPU wheel index, before anything can pull in a CUDA build.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+COPY pyproject.toml README.md alembic.ini ./
+COPY app ./app
+COPY migrations ./migrations
+COPY examples ./examples
+RUN pip install -e .
+
+RUN useradd --create-home --uid 10001 related
+USER related
+
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"
+
+CMD ["sh", "-c", "related db upgrade && exec related serve"]

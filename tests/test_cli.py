@@ -1,0 +1,70 @@
+"""The `related` command, run as a user would run it (a real process, the real model)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from httpx import AsyncClient
+
+from tests.conftest import EXAMPLES
+
+
+def related_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+async def test_ingest_jsonl_is_batched_reports_bad_lines_and_is_safe_to_rerun(
+    client: AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    lines = EXAMPLES.read_text().splitlines()[:10]
+    lines.insert(3, "{not json")
+    lines.insert(6, json.dumps({"external_id": "no-title"}))
+    path = tmp_path / "articles.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    first = related_cli("ingest", str(path), "--batch-size", "4", database_url=database_url)
+    assert first.returncode == 1  # some lines were invalid
+    assert "10 created, 0 updated, 0 unchanged, 2 invalid" in first.stdout
+    assert "line 4: not JSON" in first.stderr
+    assert "line 7: title: Field required" in first.stderr
+
+    listed = (await client.get("/v1/articles", params={"limit": 100})).json()["items"]
+    assert len(listed) == 10
+    related = await client.get(f"/v1/articles/{listed[0]['external_id']}/related")
+    assert related.status_code == 200 and related.json()["items"]
+
+    valid_only = tmp_path / "valid.jsonl"
+    valid_only.write_text("\n".join(EXAMPLES.read_text().splitlines()[:10]) + "\n")
+    rerun = related_cli("ingest", str(valid_only), database_url=database_url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "0 created, 0 updated, 10 unchanged, 0 invalid" in rerun.stdout
+
+
+def test_db_upgrade_migrates_a_fresh_database(pg_server: Any) -> None:
+    pg_server.psql("DROP DATABASE IF EXISTS related_cli; CREATE DATABASE related_cli;")
+    result = related_cli("db", "upgrade", database_url=pg_server.get_uri("related_cli"))
+    assert result.returncode == 0, result.stderr
+    assert "articles" in pg_server.psql("\\c related_cli\n\\dt")
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    result = related_cli(
+        "db", "upgrade", database_url="postgresql://user:secret@127.0.0.1:1/nowhere"
+    )
+    assert result.returncode == 1
+    assert "Cannot connect to PostgreSQL at postgresql+asyncpg://user:***@127.0.0.1:1/nowhere" in (
+        result.stderr
+    )
+    assert "secret" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,68 @@
+"""Alembic is the only way the schema is made: up, down, up again, and no drift from the models."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db import migrate
+from app.db.base import Base
+from app.db.url import to_async_url
+
+DATABASE = "related_migrations"
+
+
+@pytest.fixture
+def scratch_url(pg_server: Any) -> str:
+    pg_server.psql(f"DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE};")
+    return to_async_url(pg_server.get_uri(DATABASE))
+
+
+async def _state(url: str) -> dict[str, Any]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+
+            def read(sync_conn: Any) -> dict[str, Any]:
+                inspector = inspect(sync_conn)
+                tables = set(inspector.get_table_names())
+                indexes = (
+                    {i["name"] for i in inspector.get_indexes("articles")}
+                    if "articles" in tables
+                    else set()
+                )
+                diff = compare_metadata(MigrationContext.configure(sync_conn), Base.metadata)
+                return {"tables": tables, "indexes": indexes, "diff": diff}
+
+            state = await conn.run_sync(read)
+            state["vector"] = await conn.scalar(
+                text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            )
+            state["hnsw"] = await conn.scalar(
+                text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_articles_embedding_hnsw'"
+                )
+            )
+            return state
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_downgrade_upgrade_without_drift(scratch_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    state = await _state(scratch_url)
+    assert "articles" in state["tables"]
+    assert state["vector"] is not None
+    assert "hnsw" in state["hnsw"] and "vector_cosine_ops" in state["hnsw"]
+    assert {"ix_articles_published_at_id", "ix_articles_source_published_at"} <= state["indexes"]
+    assert state["diff"] == []  # what `alembic check` verifies
+
+    await asyncio.to_thread(migrate.downgrade, scratch_url, "base")
+    assert "articles" not in (await _state(scratch_url))["tables"]
+
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    assert (await _state(scratch_url))["diff"] == []
