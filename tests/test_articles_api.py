@@ -243,3 +243,18 @@ async def test_invalid_cursor_is_422(client: AsyncClient) -> None:
     response = await client.get("/v1/articles", params={"cursor": "garbage!"})
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["path"] == "cursor"
+
+
+async def test_concurrent_upserts_of_one_external_id_leave_one_article(
+    client: AsyncClient,
+) -> None:
+    import asyncio
+
+    versions = [article("race", f"Version {i}") for i in range(6)]
+    responses = await asyncio.gather(*(client.post("/v1/articles", json=v) for v in versions))
+
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    assert [r.status_code for r in responses].count(201) == 1
+    assert len({r.json()["id"] for r in responses}) == 1
+    listed = (await client.get("/v1/articles")).json()["items"]
+    assert [a["external_id"] for a in listed] == ["race"]

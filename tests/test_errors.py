@@ -40,6 +40,7 @@ async def test_malformed_json_is_422(client: AsyncClient) -> None:
         ({"external_id": "a\nb", "title": "t"}, "body.external_id"),
         ({"external_id": "x" * 256, "title": "t"}, "body.external_id"),
         ({"external_id": "a", "title": "t", "body": "x" * 200_001}, "body.body"),
+        ({"external_id": "a", "title": "t", "language": "en" + "-abcdefgh" * 5}, "body.language"),
     ],
 )
 async def test_invalid_article_is_422_with_field_path(
@@ -124,3 +125,24 @@ async def test_openapi_documents_the_api_with_examples(client: AsyncClient) -> N
         assert path in paths, path
     assert spec["components"]["schemas"]["ArticleIn"]["examples"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_body_that_is_not_utf8_is_422(client: AsyncClient) -> None:
+    for path in ("/v1/articles", "/v1/articles/batch", "/v1/related"):
+        response = await client.post(
+            path, content=b"\xff\xfe\x12{", headers={"content-type": "application/json"}
+        )
+        assert_error(response, 422, "validation_error")
+
+
+async def test_lone_surrogates_in_json_escapes_are_422(client: AsyncClient) -> None:
+    # Valid JSON, but not text PostgreSQL can store.
+    for raw, path in (
+        (rb'{"external_id": "a", "title": "lone \ud800 surrogate"}', "body.title"),
+        (rb'{"external_id": "a", "title": "t", "tags": ["\udfff"]}', "body.tags.0"),
+    ):
+        response = await client.post(
+            "/v1/articles", content=raw, headers={"content-type": "application/json"}
+        )
+        error = assert_error(response, 422, "validation_error")
+        assert path in [d["path"] for d in error["details"]]

@@ -66,7 +66,10 @@ class ArticleIn(BaseModel):
         Annotated[
             str,
             StringConstraints(
-                strip_whitespace=True, to_lower=True, pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$"
+                strip_whitespace=True,
+                to_lower=True,
+                max_length=35,
+                pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$",
             ),
         ]
         | None

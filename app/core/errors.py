@@ -95,6 +95,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, say): invalid input, 422.
+            details = [{"path": "body", "message": str(exc.detail), "type": "body_invalid"}]
+            return error_response(422, "validation_error", "Invalid input", details)
         code = _HTTP_CODES.get(exc.status_code) or HTTPStatus(exc.status_code).phrase
         code = code.lower().replace(" ", "_")
         return error_response(exc.status_code, code, str(exc.detail))

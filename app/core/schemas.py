@@ -12,9 +12,14 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: reject it here with a field path, not in the driver.
+    # PostgreSQL text holds neither NUL nor lone UTF-16 surrogates (valid in JSON escapes):
+    # reject them here, with a field path, rather than fail in the driver.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode (lone surrogate)") from exc
     return value
 
 
