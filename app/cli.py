@@ -19,6 +19,10 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # pgserver narrates every step of starting the embedded server at INFO.
+    logging.getLogger("pgserver").setLevel(
+        max(logging.WARNING, logging.getLevelName(level.upper()))
+    )
 
 
 @cli.command()

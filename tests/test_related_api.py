@@ -232,3 +232,22 @@ async def test_invalid_related_query_is_422_with_field_paths(
     assert response.status_code == 422
     paths = [d["path"] for d in response.json()["error"]["details"]]
     assert any(p.startswith("query") for p in paths), paths
+
+
+async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
+    client: AsyncClient, app: Any
+) -> None:
+    from app.articles.models import Article
+
+    async with app.state.database.sessions() as session, session.begin():
+        session.add(
+            Article(
+                external_id="pending",
+                title="Not embedded yet",
+                content_hash="0" * 64,
+                published_at=datetime.now(UTC),
+            )
+        )
+    response = await client.get("/v1/articles/pending/related")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "embedding_not_ready"
