@@ -78,6 +78,62 @@ def ingest(
     raise typer.Exit(asyncio.run(run()))
 
 
+@cli.command("eval")
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Labelled JSONL (label/labels).")
+    ],
+    dedupe_exact: Annotated[bool, typer.Option(help="Drop exact duplicate bodies first.")] = False,
+    require_partner: Annotated[
+        bool, typer.Option(help="Ask only about articles whose label has a partner.")
+    ] = False,
+    single_label: Annotated[
+        bool, typer.Option(help="Keep only articles with exactly one label.")
+    ] = False,
+    exclude_label: Annotated[
+        list[str] | None, typer.Option(help="Leave out articles with this label (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where the JSON, Markdown and PNG go.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Measure relevance on a labelled corpus, in a fresh embedded database."""
+    import shlex
+    import tempfile
+
+    from app.core.config import Settings
+    from app.db.engine import open_database
+    from app.embedding.encoder import Encoder
+    from app.embedding.model import load_embedder
+    from app.evaluation.corpus import Protocol, load_corpus
+    from app.evaluation.report import markdown, write_reports
+    from app.evaluation.runner import evaluate as run_evaluation
+
+    _setup_logging("warning")
+    protocol = Protocol(dedupe_exact, require_partner, single_label, tuple(exclude_label or ()))
+    corpus = load_corpus(dataset, protocol)
+    command = "related eval " + shlex.join(sys.argv[2:])
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory(prefix="related-eval-") as data_dir:
+            settings = Settings(database_url=None, data_dir=Path(data_dir))
+            embedder = await asyncio.to_thread(load_embedder, get_settings())
+            async with open_database(settings) as database:
+                encoder = Encoder(embedder, settings.embedding_batch_size)
+                encoder.start()
+                try:
+                    evaluation = await run_evaluation(
+                        corpus, database, encoder, settings.hnsw_ef_search
+                    )
+                finally:
+                    await encoder.close()
+        paths = write_reports(evaluation, protocol, out, command)
+        typer.echo(markdown(evaluation, protocol, command))
+        typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+    asyncio.run(run())
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database to the latest schema (or to REVISION)."""

@@ -1,0 +1,130 @@
+"""`related eval`: load a labelled corpus through the real ingest path into a fresh database,
+ask the real related path for every article, and score it against two baselines."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from tqdm import tqdm
+
+from app.articles.models import Article
+from app.articles.repository import ArticleRepository
+from app.articles.schemas import ArticleIn
+from app.articles.service import ArticleService
+from app.db.engine import Database
+from app.embedding.encoder import Encoder, Priority
+from app.evaluation.corpus import Corpus
+from app.evaluation.lexical import BM25
+from app.evaluation.metrics import K, Scores, mean_scores, query_scores
+from app.related.repository import RelatedRepository
+from app.related.schemas import RelatedQuery
+from app.related.service import RelatedService
+
+# Cosine above which two articles count as near duplicates (wire copies, light rewrites).
+NEAR_DUPLICATE = 0.95
+
+METHODS: dict[str, str] = {
+    "service": "the service's ranking (default request)",
+    "embedding": "plain embedding cosine (exact, over the stored vectors)",
+    "lexical": "BM25 more-like-this (25 terms), a search engine's related query",
+}
+
+
+@dataclass
+class Evaluation:
+    corpus: str
+    articles: int
+    queries: int
+    model: str
+    scores: dict[str, Scores]
+
+
+async def ingest(corpus: Corpus, database: Database, encoder: Encoder, batch: int = 256) -> None:
+    items = [ArticleIn.model_validate(a) for a in corpus.articles]
+    with tqdm(total=len(items), desc=f"ingest {corpus.name}", unit="article") as bar:
+        for start in range(0, len(items), batch):
+            async with database.sessions() as session, session.begin():
+                service = ArticleService(ArticleRepository(session), encoder)
+                await service.upsert_many(items[start : start + batch], Priority.BULK)
+            bar.update(len(items[start : start + batch]))
+
+
+async def _stored(database: Database) -> dict[str, Article]:
+    async with database.sessions() as session:
+        return {a.external_id: a for a in await session.scalars(select(Article))}
+
+
+def _is_duplicate(query: Article, other: Article) -> bool:
+    if query.embedding is None or other.embedding is None:
+        return False
+    same_text = " ".join(query.body.split()) == " ".join(other.body.split()) and query.body
+    return bool(same_text) or float(np.dot(query.embedding, other.embedding)) >= NEAR_DUPLICATE
+
+
+def _score_lists(
+    corpus: Corpus,
+    stored: dict[str, Article],
+    results: Mapping[str, Sequence[str]],
+) -> Scores:
+    per_query, duplicates = [], 0
+    for query, ranked in results.items():
+        relevant = [corpus.relevant(query, other) for other in ranked]
+        per_query.append(query_scores(relevant, corpus.relevant_count(query)))
+        duplicates += any(_is_duplicate(stored[query], stored[other]) for other in ranked)
+    return mean_scores(per_query, duplicates)
+
+
+async def _service_results(
+    corpus: Corpus, database: Database, encoder: Encoder, stored: dict[str, Article], ef: int
+) -> dict[str, list[str]]:
+    """What a frontend gets from `GET /v1/articles/{id}/related?limit=10`, in process."""
+    results = {}
+    for ext_id in tqdm(corpus.queries, desc="related (service)", unit="query"):
+        async with database.sessions() as session, session.begin():
+            service = RelatedService(RelatedRepository(session), encoder, database.pgvector, ef)
+            items = await service.for_article(stored[ext_id], RelatedQuery(limit=K))
+        results[ext_id] = [item.external_id for item in items]
+    return results
+
+
+def _cosine_results(corpus: Corpus, stored: dict[str, Article]) -> dict[str, list[str]]:
+    ids = list(stored)
+    matrix = np.asarray([stored[i].embedding for i in ids], dtype=np.float32)
+    position = {ext_id: i for i, ext_id in enumerate(ids)}
+    results = {}
+    for ext_id in tqdm(corpus.queries, desc="embedding", unit="query"):
+        scores = matrix @ matrix[position[ext_id]]
+        scores[position[ext_id]] = -np.inf
+        top = np.argpartition(-scores, K)[:K]
+        results[ext_id] = [ids[i] for i in top[np.argsort(-scores[top])]]
+    return results
+
+
+def _lexical_results(corpus: Corpus) -> dict[str, list[str]]:
+    bm25 = BM25(
+        (a["external_id"], f"{a['title']} {a.get('summary') or ''} {a.get('body') or ''}")
+        for a in corpus.articles
+    )
+    return {
+        q: bm25.more_like_this(q, K) for q in tqdm(corpus.queries, desc="lexical", unit="query")
+    }
+
+
+async def evaluate(
+    corpus: Corpus, database: Database, encoder: Encoder, ef_search: int
+) -> Evaluation:
+    await ingest(corpus, database, encoder)
+    stored = await _stored(database)
+    results = {
+        "service": await _service_results(corpus, database, encoder, stored, ef_search),
+        "embedding": _cosine_results(corpus, stored),
+        "lexical": _lexical_results(corpus),
+    }
+    return Evaluation(
+        corpus=corpus.name,
+        articles=len(corpus.articles),
+        queries=len(corpus.queries),
+        model=encoder.model_name,
+        scores={m: _score_lists(corpus, stored, r) for m, r in results.items()},
+    )
