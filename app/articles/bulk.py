@@ -2,9 +2,10 @@
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -48,10 +49,27 @@ def _batches(items: Iterator[ArticleIn], size: int) -> Iterator[list[ArticleIn]]
         yield batch
 
 
+async def ingest_articles(
+    items: Iterable[ArticleIn],
+    database: Database,
+    encoder: Encoder,
+    batch_size: int,
+    bar: "tqdm[Any]",
+    report: IngestReport,
+) -> None:
+    """Upsert ``items`` in batches, one transaction per batch, counting the outcomes."""
+    for batch in _batches(iter(items), batch_size):
+        async with database.sessions() as session, session.begin():
+            service = ArticleService(ArticleRepository(session), encoder)
+            results = await service.upsert_many(batch, Priority.BULK)
+        report.counts.update(r.status for r in results)
+        bar.update(len(batch))
+
+
 async def ingest_file(
     path: Path, database: Database, encoder: Encoder, batch_size: int, progress: bool = True
 ) -> IngestReport:
-    """Upsert every article of ``path``, one transaction per batch.
+    """Upsert every article of ``path``.
 
     Rerunning is cheap: unchanged articles are recognised by their content hash and neither
     rewritten nor re-embedded.
@@ -60,11 +78,8 @@ async def ingest_file(
     with path.open(encoding="utf-8") as f:
         total = sum(1 for line in f if line.strip())
     with tqdm(total=total, unit="article", disable=not progress, desc=path.name) as bar:
-        for batch in _batches(read_articles(path, report), batch_size):
-            async with database.sessions() as session, session.begin():
-                service = ArticleService(ArticleRepository(session), encoder)
-                results = await service.upsert_many(batch, Priority.BULK)
-            report.counts.update(r.status for r in results)
-            bar.update(len(batch))
+        await ingest_articles(
+            read_articles(path, report), database, encoder, batch_size, bar, report
+        )
         bar.update(total - bar.n)  # invalid lines
     return report

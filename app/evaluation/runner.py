@@ -8,12 +8,11 @@ import numpy as np
 from sqlalchemy import select
 from tqdm import tqdm
 
+from app.articles.bulk import IngestReport, ingest_articles
 from app.articles.models import Article
-from app.articles.repository import ArticleRepository
 from app.articles.schemas import ArticleIn
-from app.articles.service import ArticleService
 from app.db.engine import Database
-from app.embedding.encoder import Encoder, Priority
+from app.embedding.encoder import Encoder
 from app.evaluation.corpus import Corpus
 from app.evaluation.lexical import BM25
 from app.evaluation.metrics import K, Scores, mean_scores, query_scores
@@ -40,14 +39,10 @@ class Evaluation:
     scores: dict[str, Scores]
 
 
-async def ingest(corpus: Corpus, database: Database, encoder: Encoder, batch: int = 256) -> None:
+async def ingest(corpus: Corpus, database: Database, encoder: Encoder) -> None:
     items = [ArticleIn.model_validate(a) for a in corpus.articles]
     with tqdm(total=len(items), desc=f"ingest {corpus.name}", unit="article") as bar:
-        for start in range(0, len(items), batch):
-            async with database.sessions() as session, session.begin():
-                service = ArticleService(ArticleRepository(session), encoder)
-                await service.upsert_many(items[start : start + batch], Priority.BULK)
-            bar.update(len(items[start : start + batch]))
+        await ingest_articles(items, database, encoder, 256, bar, IngestReport())
 
 
 async def _stored(database: Database) -> dict[str, Article]:
