@@ -58,10 +58,12 @@ async def test_near_topic_distractors_rank_below_the_story(
     assert first_other == 3
 
 
-async def test_results_are_ranked_by_score_and_never_the_article_itself(
+async def test_vector_ranking_is_by_score_and_never_the_article_itself(
     client: AsyncClient, examples: list[dict[str, Any]]
 ) -> None:
-    response = await client.get("/v1/articles/demo-wildfire-2/related", params={"limit": 100})
+    response = await client.get(
+        "/v1/articles/demo-wildfire-2/related", params={"limit": 100, "ranking": "vector"}
+    )
     body = response.json()
     scores = [r["score"] for r in body["items"]]
     assert scores == sorted(scores, reverse=True)
@@ -154,11 +156,26 @@ async def test_exclude_ids_by_id_and_by_external_id(
 
 
 async def test_min_score(client: AsyncClient, examples: list[dict[str, Any]]) -> None:
-    everything = await related(client, "demo-breach-2", limit=100)
+    everything = await related(client, "demo-breach-2", limit=100, ranking="vector")
     threshold = everything[3]["score"]
-    results = await related(client, "demo-breach-2", min_score=threshold, limit=100)
+    results = await related(
+        client, "demo-breach-2", min_score=threshold, limit=100, ranking="vector"
+    )
     assert results == everything[:4]
-    assert all(r["score"] >= threshold for r in results)
+
+    hybrid = await related(client, "demo-breach-2", min_score=threshold, limit=100)
+    assert {r["id"] for r in hybrid} == {r["id"] for r in results}
+    assert all(r["score"] >= threshold for r in hybrid)
+
+
+async def test_hybrid_and_vector_rankings_return_the_same_articles_in_their_own_order(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    for ref in ("demo-ratecut-2", "demo-wildfire-4"):
+        hybrid = await related(client, ref, limit=100)
+        vector = await related(client, ref, limit=100, ranking="vector")
+        assert sorted(r["id"] for r in hybrid) == sorted(r["id"] for r in vector)
+        assert {story(r["external_id"]) for r in hybrid[:3]} == {story(ref)}
 
 
 async def test_draft_text_finds_the_story(

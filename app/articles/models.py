@@ -2,14 +2,21 @@ import uuid
 from datetime import UTC, datetime
 
 from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import Index, String, Text, func
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Computed, Index, String, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
 
 # The column's dimension is fixed by the migration; a model with another dimension needs one.
 EMBEDDING_DIMENSION = 384
+
+# The words the lexical signal of related ranking reads: the headline, then the body (or the
+# summary when there is no body), in PostgreSQL's English configuration (stemmed, no stop words).
+SEARCH_DOCUMENT = (
+    "to_tsvector('english'::regconfig, title || ' ' || "
+    "CASE WHEN body = '' THEN coalesce(summary, '') ELSE left(body, 10000) END)"
+)
 
 
 def utcnow() -> datetime:
@@ -42,6 +49,11 @@ class Article(Base):
     embedding_model: Mapped[str | None] = mapped_column(String(255))
     # sha256 of model name + embedded text: metadata edits do not cost a re-encode.
     embedding_hash: Mapped[str | None] = mapped_column(String(64))
+
+    # Deferred: only related ranking reads it, and it is as large as the text.
+    search_vector: Mapped[str | None] = mapped_column(
+        TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True
+    )
 
     __table_args__ = (
         Index(

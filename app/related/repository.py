@@ -1,9 +1,11 @@
 """The nearest-neighbour SQL: approximate through the HNSW index, or exact."""
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, func, or_, select
+import numpy as np
+from sqlalchemy import ColumnElement, Row, Text, cast, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article
@@ -51,14 +53,33 @@ class RelatedRepository:
         # the filter indexes stay allowed, so a selective filter still reads few rows.
         await self._set_local("enable_indexscan", "off")
 
+    async def search_terms(self, article_id: uuid.UUID) -> str | None:
+        return await self.session.scalar(
+            select(Article.search_vector).where(Article.id == article_id)
+        )
+
+    async def draft_terms(self, title: str, summary: str | None, body: str) -> str | None:
+        # The same document as Article.search_vector, for text that is not stored.
+        document = title + " " + (body[:10000] if body else summary or "")
+        return await self.session.scalar(
+            select(cast(func.to_tsvector(literal_column("'english'::regconfig"), document), Text))
+        )
+
     async def nearest(
         self,
         vector: Sequence[float],
         model: str,
         filters: list[ColumnElement[bool]],
         limit: int,
+        with_features: bool = False,
     ) -> Sequence[Row[tuple[object, ...]]]:
+        """Nearest first; ``with_features`` adds each row's vector and lexemes (as text)."""
         distance = Article.embedding.cosine_distance(vector)
+        features = (
+            [cast(Article.embedding, Text).label("vector"), Article.search_vector.label("terms")]
+            if with_features
+            else []
+        )
         stmt = (
             select(
                 Article.id,
@@ -69,10 +90,17 @@ class RelatedRepository:
                 Article.published_at,
                 Article.summary,
                 (1 - distance).label("score"),
+                *features,
             )
             # Vectors of two models are never compared.
             .where(Article.embedding_model == model, *filters)
             .order_by(distance)
             .limit(limit)
         )
-        return (await self.session.execute(stmt)).all()
+        rows: Sequence[Row[tuple[object, ...]]] = (await self.session.execute(stmt)).all()
+        return rows
+
+
+def parse_vector(text: str) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
+    """pgvector's text form `[0.1,0.2,...]`, parsed in C rather than element by element."""
+    return np.fromstring(text[1:-1], dtype=np.float32, sep=",")

@@ -1,14 +1,21 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.articles.schemas import MAX_BODY_CHARS, NoNul
 from app.core.schemas import Label, TimeWindow
 
+Ranking = Literal["hybrid", "vector"]
+
 
 class RelatedFilters(TimeWindow):
+    ranking: Ranking = Field(
+        default="hybrid",
+        description="`hybrid` (default): semantic and lexical evidence with query expansion, "
+        "the best measured relevance. `vector`: plain embedding cosine.",
+    )
     limit: int = Field(default=10, ge=1, le=100, description="How many related articles.")
     max_age_days: float | None = Field(
         default=None, gt=0, le=36500, description="Only articles published in the last N days."
@@ -69,7 +76,10 @@ class RelatedArticle(BaseModel):
     source: str | None
     published_at: datetime
     summary: str | None
-    score: float = Field(description="Cosine similarity to the article asked about, -1 to 1.")
+    score: float = Field(
+        description="Cosine similarity of the embeddings, -1 to 1 (results are in ranking "
+        "order, which with `ranking=hybrid` also weighs shared words and the other results)."
+    )
 
 
 class ArticleKey(BaseModel):

@@ -12,11 +12,15 @@ or miss the best matches. The strategy, which holds on pgvector 0.6 and 0.8 alik
 
 ``min_score`` is applied to the ranked list afterwards: a threshold on a ranking cuts off its
 tail, so the result equals an exact search with the threshold.
+
+With ``ranking=hybrid`` (the default) the search above fetches CANDIDATES rows with their
+vectors and lexemes, and app.related.rerank orders them; ``limit`` are returned.
 """
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import ColumnElement
 
 from app.articles.models import Article
@@ -24,8 +28,15 @@ from app.core.errors import AppError
 from app.db.engine import PgvectorVersion
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
-from app.related.repository import RelatedRepository, related_filters
+from app.related.repository import RelatedRepository, parse_vector, related_filters
+from app.related.rerank import lexeme_counts, rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
+
+# Candidates the hybrid ranking reorders: enough to hold the story's other articles and the
+# feedback documents, few enough to stay within a couple of milliseconds.
+CANDIDATES = 100
+# A body this long is "long text", where shared words weigh more (see rerank.py).
+LONG_TEXT_WORDS = 120
 
 
 class RelatedService:
@@ -52,12 +63,18 @@ class RelatedService:
             )
         filters = self._filters(query)
         filters.append(Article.id != article.id)
-        return await self._search(article.embedding, filters, query)
+        terms = None
+        if query.ranking == "hybrid":
+            terms = await self.repository.search_terms(article.id)
+        return await self._search(article.embedding, filters, query, terms, article.body)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
         [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
-        return await self._search(vector.tolist(), self._filters(draft), draft)
+        terms = None
+        if draft.ranking == "hybrid":
+            terms = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
+        return await self._search(vector.tolist(), self._filters(draft), draft, terms, draft.body)
 
     @staticmethod
     def _filters(query: RelatedFilters) -> list[ColumnElement[bool]]:
@@ -76,17 +93,35 @@ class RelatedService:
         )
 
     async def _search(
-        self, vector: Sequence[float], filters: list[ColumnElement[bool]], query: RelatedFilters
+        self,
+        vector: Sequence[float],
+        filters: list[ColumnElement[bool]],
+        query: RelatedFilters,
+        terms: str | None,
+        body: str,
     ) -> list[RelatedArticle]:
         model, limit = self.encoder.model_name, query.limit
+        hybrid = query.ranking == "hybrid"
+        wanted = max(limit, CANDIDATES) if hybrid else limit
         await self.repository.use_index(
-            max(self.ef_search, limit), self.pgvector.has_iterative_scan
+            max(self.ef_search, wanted), self.pgvector.has_iterative_scan
         )
-        rows = await self.repository.nearest(vector, model, filters, limit)
+        rows = await self.repository.nearest(vector, model, filters, wanted, hybrid)
+        # Short of `limit` means selective filters (see above); short of the extra candidates
+        # alone is not worth an exact scan.
         if len(rows) < limit:
             await self.repository.use_exact_scan()
-            rows = await self.repository.nearest(vector, model, filters, limit)
-        results = [RelatedArticle.model_validate(row, from_attributes=True) for row in rows]
+            rows = await self.repository.nearest(vector, model, filters, wanted, hybrid)
+        if hybrid and len(rows) > 1:
+            order = rerank(
+                np.asarray(vector, dtype=np.float32),
+                lexeme_counts(terms),
+                len(body.split()) >= LONG_TEXT_WORDS,
+                np.vstack([parse_vector(row.vector) for row in rows]),
+                [lexeme_counts(row.terms) for row in rows],
+            )
+            rows = [rows[i] for i in order]
+        results = [RelatedArticle.model_validate(row, from_attributes=True) for row in rows[:limit]]
         if query.min_score is not None:
             results = [r for r in results if r.score >= query.min_score]
         return results

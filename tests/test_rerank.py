@@ -1,0 +1,44 @@
+"""The second-stage ranking as a function (synthetic inputs: this is arithmetic, not relevance)."""
+
+import numpy as np
+
+from app.related.rerank import RerankParams, lexeme_counts, rerank
+
+
+def unit(v: list[float]) -> np.ndarray:  # type: ignore[type-arg]
+    a = np.asarray(v, dtype=np.float32)
+    return a / np.linalg.norm(a)
+
+
+def test_lexeme_counts_reads_postgres_tsvector_text() -> None:
+    assert lexeme_counts("'catania':3,9A 'erupt':2 'it''s':5") == {
+        "catania": 2,
+        "erupt": 1,
+        "it''s": 1,
+    }
+    assert lexeme_counts(None) == {} and lexeme_counts("") == {}
+
+
+def test_shared_rare_words_lift_a_candidate_on_long_texts() -> None:
+    query = unit([1, 0, 0])
+    vectors = np.vstack([unit([0.9, 0.1, 0]), unit([0.88, 0.12, 0]), unit([0, 1, 0])])
+    terms = [{"market": 2}, {"etna": 3, "catania": 2}, {"football": 1}]
+    query_terms = {"etna": 2, "catania": 1, "market": 1}
+
+    by_vector = np.argsort(-(vectors @ query))
+    order = rerank(query, query_terms, True, vectors, terms, RerankParams(feedback_docs=1))
+
+    assert list(by_vector[:2]) == [0, 1]
+    assert list(order[:2]) == [1, 0]  # the candidate sharing the rare words goes first
+    assert order[-1] == 2
+
+
+def test_without_lexical_evidence_the_vector_order_stands() -> None:
+    rng = np.random.default_rng(3)
+    query = unit(list(rng.standard_normal(8)))
+    vectors = np.vstack([unit(list(rng.standard_normal(8))) for _ in range(6)])
+    order = rerank(
+        query, {}, False, vectors, [{} for _ in range(6)], RerankParams(feedback_weight=0.0)
+    )
+    assert list(order) == list(np.argsort(-(vectors @ query), kind="stable"))
+    assert list(rerank(query, {}, False, vectors[:1], [{}])) == [0]
