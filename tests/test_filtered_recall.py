@@ -83,7 +83,7 @@ async def test_filtered_related_matches_exact_search(client: AsyncClient, app: A
             expected = exact_top(rows, query, keep, 10)
             response = await client.get(
                 f"/v1/articles/{query['external_id']}/related",
-                params={**params, "limit": 10, "ranking": "vector"},
+                params={**params, "limit": 10, "ranking": "vector", "dedupe": "false"},
             )
             assert response.status_code == 200
             got = [r["external_id"] for r in response.json()["items"]]

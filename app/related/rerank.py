@@ -73,10 +73,10 @@ def rerank(
     vectors: Floats,
     terms: Sequence[dict[str, int]],
     params: RerankParams = DEFAULT_PARAMS,
-) -> NDArray[np.intp]:
-    """The candidates' order, best first."""
+) -> Floats:
+    """A relevance score per candidate (z-units over the candidates; higher is better)."""
     if len(vectors) < 2:
-        return np.arange(len(vectors))
+        return np.zeros(len(vectors), dtype=np.float32)
     weight = params.lexical_weight_long if long_text else params.lexical_weight_short
     lexical = _tfidf(query_terms, terms)
     query_lex, cand_lex = lexical[0], lexical[1:]
@@ -91,4 +91,4 @@ def rerank(
         query_vector + beta * vectors[best].mean(axis=0),
         query_lex + beta * cand_lex[best].mean(axis=0),
     )
-    return np.argsort(-expanded, kind="stable")
+    return expanded

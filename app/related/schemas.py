@@ -32,6 +32,27 @@ class RelatedFilters(TimeWindow):
     min_score: float | None = Field(
         default=None, ge=-1, le=1, description="Only results with at least this cosine similarity."
     )
+    dedupe: bool = Field(
+        default=True,
+        description="Leave out copies of the article asked about (wire copies, republished "
+        "stories) and show one of each group of duplicates, the earliest published.",
+    )
+    diversity: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="0: by relevance only; towards 1: results that differ from each other "
+        "(maximal marginal relevance).",
+    )
+    recency: float | None = Field(
+        default=None,
+        gt=0,
+        le=36500,
+        description="Half-life in days: an article this much older counts half as relevant.",
+    )
+    max_per_source: int | None = Field(
+        default=None, ge=1, le=100, description="At most this many results from one source."
+    )
 
 
 class RelatedQuery(RelatedFilters):

@@ -31,6 +31,7 @@ from app.embedding.text import embedding_text
 from app.related.repository import RelatedRepository, parse_vector, related_filters
 from app.related.rerank import lexeme_counts, rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
+from app.related.select import Preferences, select
 
 # Candidates the hybrid ranking reorders: enough to hold the story's other articles and the
 # feedback documents, few enough to stay within a couple of milliseconds.
@@ -102,25 +103,43 @@ class RelatedService:
     ) -> list[RelatedArticle]:
         model, limit = self.encoder.model_name, query.limit
         hybrid = query.ranking == "hybrid"
-        wanted = max(limit, CANDIDATES) if hybrid else limit
+        # Anything beyond plain nearest neighbours needs spare candidates and their features.
+        plain = not hybrid and not query.dedupe and query.diversity == 0
+        plain = plain and query.max_per_source is None and query.recency is None
+        wanted = limit if plain else max(limit, CANDIDATES)
         await self.repository.use_index(
             max(self.ef_search, wanted), self.pgvector.has_iterative_scan
         )
-        rows = await self.repository.nearest(vector, model, filters, wanted, hybrid)
+        rows = await self.repository.nearest(vector, model, filters, wanted, not plain)
         # Short of `limit` means selective filters (see above); short of the extra candidates
         # alone is not worth an exact scan.
         if len(rows) < limit:
             await self.repository.use_exact_scan()
-            rows = await self.repository.nearest(vector, model, filters, wanted, hybrid)
-        if hybrid and len(rows) > 1:
-            order = rerank(
-                np.asarray(vector, dtype=np.float32),
-                lexeme_counts(terms),
-                len(body.split()) >= LONG_TEXT_WORDS,
-                np.vstack([parse_vector(row.vector) for row in rows]),
-                [lexeme_counts(row.terms) for row in rows],
+            rows = await self.repository.nearest(vector, model, filters, wanted, not plain)
+        if not plain and rows:
+            query_vector = np.asarray(vector, dtype=np.float32)
+            vectors = np.vstack([parse_vector(row.vector) for row in rows])
+            relevance = np.array([row.score for row in rows], dtype=np.float32)
+            if hybrid:
+                relevance = rerank(
+                    query_vector,
+                    lexeme_counts(terms),
+                    len(body.split()) >= LONG_TEXT_WORDS,
+                    vectors,
+                    [lexeme_counts(row.terms) for row in rows],
+                )
+            chosen = select(
+                relevance,
+                query_vector,
+                vectors,
+                [row.published_at for row in rows],
+                [row.source for row in rows],
+                datetime.now(UTC),
+                Preferences(
+                    limit, query.dedupe, query.diversity, query.recency, query.max_per_source
+                ),
             )
-            rows = [rows[i] for i in order]
+            rows = [rows[i] for i in chosen]
         results = [RelatedArticle.model_validate(row, from_attributes=True) for row in rows[:limit]]
         if query.min_score is not None:
             results = [r for r in results if r.score >= query.min_score]

@@ -1,0 +1,82 @@
+"""From ranked candidates to the list a reader sees: no copies of the article itself, one of
+each group of duplicates (the earliest published), then the newsroom's optional preferences:
+freshness (`recency`), variety (`diversity`, maximal marginal relevance) and `max_per_source`.
+"""
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+# Cosine at or above which two articles are the same text: wire copies, syndication, a
+# republished story with a new headline. Measured duplicates sit above 0.95; distinct
+# articles about one story rarely pass 0.9.
+NEAR_DUPLICATE = 0.95
+
+
+@dataclass(frozen=True)
+class Preferences:
+    limit: int
+    dedupe: bool = True
+    diversity: float = 0.0  # 0: pure relevance; 1: as different from each other as possible
+    recency_days: float | None = None  # half-life on published_at; None: age does not matter
+    max_per_source: int | None = None
+
+
+def select(
+    relevance: NDArray[np.float32],
+    query_vector: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    published: Sequence[datetime],
+    sources: Sequence[str | None],
+    now: datetime,
+    prefs: Preferences,
+) -> list[int]:
+    """Indices of the chosen candidates, in the order to show them."""
+    if len(relevance) == 0:
+        return []
+    # Relevance as a gain in (0, 1), comparable across rankings: z-scored over the candidates,
+    # then squashed. (Min-max scaling would give the last candidate no worth at all.)
+    std = float(relevance.std())
+    z = (relevance - relevance.mean()) / std if std > 1e-9 else np.zeros_like(relevance)
+    gain = 1 / (1 + np.exp(-z))
+    if prefs.recency_days is not None:
+        age_days = np.array([(now - p).total_seconds() / 86400 for p in published])
+        gain = gain * np.power(0.5, np.clip(age_days, 0, None) / prefs.recency_days)
+
+    keep = np.ones(len(gain), dtype=bool)
+    if prefs.dedupe:
+        keep &= vectors @ query_vector < NEAR_DUPLICATE
+
+    chosen: list[int] = []
+    per_source: Counter[str | None] = Counter()
+    weight = 1.0 - prefs.diversity
+    while len(chosen) < prefs.limit and keep.any():
+        if chosen and prefs.diversity > 0:
+            redundancy = (vectors @ vectors[chosen].T).max(axis=1)
+            value = weight * gain - (1 - weight) * redundancy
+        else:
+            value = gain
+        best = int(np.argmax(np.where(keep, value, -np.inf)))
+        keep[best] = False
+        source = sources[best]
+        cap = prefs.max_per_source
+        if cap is not None and source is not None and per_source[source] >= cap:
+            continue
+        if prefs.dedupe and chosen:
+            twins = [i for i in chosen if float(vectors[i] @ vectors[best]) >= NEAR_DUPLICATE]
+            if twins:
+                # One of a group of duplicates is shown, at the group's best place: the first
+                # published, where the story broke.
+                slot = chosen.index(twins[0])
+                if published[best] < published[chosen[slot]]:
+                    per_source[sources[chosen[slot]]] -= 1
+                    per_source[source] += 1
+                    chosen[slot] = best
+                continue
+        chosen.append(best)
+        per_source[source] += 1
+    return chosen
