@@ -31,7 +31,7 @@ class RerankParams:
     long_text_words: int = 120  # a body this long makes the text "long"
     lexical_weight_short: float = 0.35
     lexical_weight_long: float = 0.5
-    feedback_docs: int = 5
+    feedback_docs: int = 3
     feedback_weight: float = 1.0
 
 
