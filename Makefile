@@ -24,13 +24,13 @@ test: install  ## The whole test suite, on an embedded PostgreSQL + pgvector
 	$(BIN)/pytest
 
 lint: install  ## ruff (lint and format) and mypy on app/
-	$(BIN)/ruff check app tests migrations
-	$(BIN)/ruff format --check app tests migrations
+	$(BIN)/ruff check app tests migrations bench
+	$(BIN)/ruff format --check app tests migrations bench
 	$(BIN)/mypy app
 
 format: install
-	$(BIN)/ruff format app tests migrations
-	$(BIN)/ruff check --fix app tests migrations
+	$(BIN)/ruff format app tests migrations bench
+	$(BIN)/ruff check --fix app tests migrations bench
 
 clean:
 	rm -rf $(VENV) .related-data .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from app.core.config import Settings
 from app.db import migrate
 from app.db.url import to_async_url
-from app.embedding.model import SentenceTransformerEmbedder, load_embedder
+from app.embedding.model import Embedder, load_embedder
 from app.main import create_app
 
 TEST_DATABASE = "related_test"
@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "articles.jsonl"
 class CountingEmbedder:
     """The real model, counting the texts it encodes (to prove what is not re-embedded)."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.name = inner.name
         self.dimension = inner.dimension

@@ -38,8 +38,17 @@ class Settings(BaseSettings):
         description="all-MiniLM-L6-v2 (packaged, offline) or a path to a local "
         "sentence-transformers model directory.",
     )
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="torch (sentence-transformers), onnx (ONNX Runtime, float) or onnx-int8 "
+        "(ONNX Runtime, dynamically quantized). The ONNX models are exported locally, once.",
+    )
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
-    embedding_device: str = Field(default="cpu")
+    embedding_device: str = Field(default="cpu", description="torch device (torch backend).")
+    model_cache_dir: Path = Field(
+        default=Path("~/.cache/related"),
+        description="Where ONNX exports of the model are kept, so each is made once.",
+    )
 
     hnsw_ef_search: int = Field(
         default=100,

@@ -1,4 +1,4 @@
-"""Loading the sentence-transformers model, offline, once per process."""
+"""Loading the embedding model, offline, once per process, with the configured backend."""
 
 import logging
 import os
@@ -65,10 +65,38 @@ def model_path(setting: str) -> tuple[str, str]:
     return path.resolve().name, str(path.resolve())
 
 
-def load_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    name, path = model_path(settings.embedding_model)
-    embedder = SentenceTransformerEmbedder(
-        name, path, settings.embedding_device, settings.embedding_batch_size
+def stored_name(model: str, backend: str) -> str:
+    """The model name stored with each vector: encoders whose vectors differ never share one.
+
+    Float ONNX reproduces torch (cosine >= 0.9999 on every text measured, see
+    bench/encoders.py), so switching between the two keeps the stored vectors; int8 vectors
+    differ measurably, so switching to or from it re-embeds.
+    """
+    return f"{model}+onnx-int8" if backend == "onnx-int8" else model
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    base_name, path = model_path(settings.embedding_model)
+    name = stored_name(base_name, settings.embedding_backend)
+    embedder: Embedder
+    if settings.embedding_backend == "torch":
+        embedder = SentenceTransformerEmbedder(
+            name, path, settings.embedding_device, settings.embedding_batch_size
+        )
+    else:
+        from app.embedding.onnx_export import ensure_export
+        from app.embedding.onnx_model import OnnxEmbedder
+
+        quantized = settings.embedding_backend == "onnx-int8"
+        cache_dir = settings.model_cache_dir.expanduser()
+        export = ensure_export(base_name, Path(path), cache_dir, quantized)
+        embedder = OnnxEmbedder(
+            name, export, export.model_file(quantized), settings.embedding_batch_size
+        )
+    logger.info(
+        "loaded embedding model %s (%s, %d dimensions)",
+        name,
+        settings.embedding_backend,
+        embedder.dimension,
     )
-    logger.info("loaded embedding model %s (%d dimensions)", name, embedder.dimension)
     return embedder
