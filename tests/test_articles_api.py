@@ -258,3 +258,12 @@ async def test_concurrent_upserts_of_one_external_id_leave_one_article(
     assert len({r.json()["id"] for r in responses}) == 1
     listed = (await client.get("/v1/articles")).json()["items"]
     assert [a["external_id"] for a in listed] == ["race"]
+
+
+async def test_blank_optional_labels_mean_absent(client: AsyncClient) -> None:
+    response = await client.post(
+        "/v1/articles", json=article("blank", "Headline", source="", category="  ", language="")
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["source"] is None and body["category"] is None and body["language"] is None

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -12,7 +13,7 @@ from pydantic import (
 )
 
 from app.core.errors import ErrorBody
-from app.core.schemas import Label, Timestamp, TimeWindow, no_nul
+from app.core.schemas import Label, OptionalLabel, Timestamp, TimeWindow, blank_is_none, no_nul
 
 MAX_BODY_CHARS = 200_000
 NoNul = AfterValidator(no_nul)
@@ -60,9 +61,9 @@ class ArticleIn(BaseModel):
     url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), NoNul] | None = (
         None
     )
-    source: Label | None = None
+    source: OptionalLabel = None
     authors: list[Label] = Field(default_factory=list, max_length=50)
-    language: (
+    language: Annotated[
         Annotated[
             str,
             StringConstraints(
@@ -72,9 +73,10 @@ class ArticleIn(BaseModel):
                 pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$",
             ),
         ]
-        | None
-    ) = Field(default=None, description="BCP 47 language tag, e.g. `en` or `pt-br`.")
-    category: Label | None = None
+        | None,
+        BeforeValidator(blank_is_none),
+    ] = Field(default=None, description="BCP 47 language tag, e.g. `en` or `pt-br`.")
+    category: OptionalLabel = None
     tags: list[Label] = Field(default_factory=list, max_length=100)
     published_at: Timestamp | None = Field(
         default=None, description="Defaults to the time the article is first received."

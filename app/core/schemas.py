@@ -3,7 +3,14 @@
 from datetime import UTC, datetime
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -29,6 +36,15 @@ Label = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
     AfterValidator(no_nul),
 ]
+
+
+def blank_is_none(value: object) -> object:
+    # Feeds send "" for "unknown"; that is the same as leaving the field out.
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# An optional label where "" means absent, not an invalid value.
+OptionalLabel = Annotated[Label | None, BeforeValidator(blank_is_none)]
 
 
 class TimeWindow(BaseModel):
