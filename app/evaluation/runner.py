@@ -18,10 +18,8 @@ from app.evaluation.lexical import BM25
 from app.evaluation.metrics import K, Scores, mean_scores, query_scores
 from app.related.repository import RelatedRepository
 from app.related.schemas import RelatedQuery
+from app.related.select import NEAR_DUPLICATE
 from app.related.service import RelatedService
-
-# Cosine above which two articles count as near duplicates (wire copies, light rewrites).
-NEAR_DUPLICATE = 0.95
 
 METHODS: dict[str, str] = {
     "service": "the service's ranking (default request)",

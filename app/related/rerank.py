@@ -1,8 +1,8 @@
 """Second-stage ranking of the nearest-neighbour candidates: semantic + lexical evidence,
 then pseudo-relevance feedback. Pure numpy over at most a few hundred candidates.
 
-Measured on the labelled corpora (docs/relevance.md): embeddings win on headlines and short
-abstracts, keywords on long texts about named events, so
+Measured on the labelled corpora in ../shared/data (`related eval`): embeddings win on headlines
+and short abstracts, keywords on long texts about named events, so
 
 * lexical similarity is tf-idf cosine over PostgreSQL's own lexemes (the stored tsvector),
   with idf taken over the query and its candidates: it rewards the rare words a candidate

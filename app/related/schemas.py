@@ -14,7 +14,8 @@ class RelatedFilters(TimeWindow):
     ranking: Ranking = Field(
         default="hybrid",
         description="`hybrid` (default): semantic and lexical evidence with query expansion, "
-        "the best measured relevance. `vector`: plain embedding cosine.",
+        "better than plain cosine on three of the four labelled corpora (see `related eval`). "
+        "`vector`: plain embedding cosine.",
     )
     limit: int = Field(default=10, ge=1, le=100, description="How many related articles.")
     max_age_days: float | None = Field(
