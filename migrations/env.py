@@ -6,6 +6,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.articles.models  # noqa: F401  (registers the tables on Base.metadata)
+import app.auth.models  # noqa: F401
 from app.core.config import get_settings
 from app.db.base import Base
 from app.db.url import resolve_database_url
