@@ -97,9 +97,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".
-    app.include_router(
-        related_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS
-    )
+    app.include_router(related_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
     app.include_router(
         articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
     )

@@ -3,6 +3,7 @@ from empty tables. Requests go through the real app over ASGI; the real model is
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,11 @@ async def anonymous_client(app: Any, client: httpx.AsyncClient) -> AsyncIterator
 
 def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict[str, Any]:
     return {"external_id": external_id, "title": title, "body": body, **fields}
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, embedder: Any, **overrides: Any) -> AsyncIterator[Any]:
+    """Another app on the session's database, with some settings changed."""
+    application = create_app(settings.model_copy(update=overrides), embedder=embedder)
+    async with application.router.lifespan_context(application):
+        yield application

@@ -20,9 +20,12 @@ def _with_service(work: Callable[[ApiKeyService], Awaitable[T]]) -> T:
     from app.db.engine import open_database
 
     async def run() -> T:
-        async with open_database(get_settings()) as database:
-            async with database.sessions() as session, session.begin():
-                return await work(ApiKeyService(ApiKeyRepository(session)))
+        async with (
+            open_database(get_settings()) as database,
+            database.sessions() as session,
+            session.begin(),
+        ):
+            return await work(ApiKeyService(ApiKeyRepository(session)))
 
     return asyncio.run(run())
 

@@ -51,9 +51,7 @@ async def _authorize(
     else:
         kind, _, token = header.partition(" ")
         found = (
-            await service.authenticate(token.strip(), client)
-            if kind.lower() == "bearer"
-            else None
+            await service.authenticate(token.strip(), client) if kind.lower() == "bearer" else None
         )
         if found is None:
             raise unauthorized("The API key is invalid or revoked")

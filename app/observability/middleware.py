@@ -24,7 +24,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 def request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers") or []:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _SANE_REQUEST_ID.match(candidate):
                 return candidate
             break
