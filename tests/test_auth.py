@@ -107,13 +107,15 @@ async def test_a_revoked_key_is_401_from_the_next_request(seeded: Any, app: Any)
 
 
 async def test_anonymous_reads_when_opened(seeded: Any, settings: Settings, embedder: Any) -> None:
-    async with running_app(settings, embedder, anonymous_reads=True) as open_app:
-        async with http_client(open_app) as anonymous:
-            assert [r.status_code for r in await reads(anonymous)] == [200] * 4
-            for response in await writes(anonymous):
-                assert_401(response)
-            # A key that is sent is checked, even where none is needed.
-            assert_401(await anonymous.get("/v1/articles", headers=bearer("rk_bad")))
+    async with (
+        running_app(settings, embedder, anonymous_reads=True) as open_app,
+        http_client(open_app) as anonymous,
+    ):
+        assert [r.status_code for r in await reads(anonymous)] == [200] * 4
+        for response in await writes(anonymous):
+            assert_401(response)
+        # A key that is sent is checked, even where none is needed.
+        assert_401(await anonymous.get("/v1/articles", headers=bearer("rk_bad")))
 
 
 async def test_public_endpoints_need_no_key(anonymous_client: AsyncClient) -> None:
@@ -183,18 +185,20 @@ async def test_cors_preflight_for_configured_origins_only(
         "Access-Control-Request-Method": "GET",
         "Access-Control-Request-Headers": "authorization",
     }
-    async with running_app(settings, embedder, cors_origins=["https://news.example"]) as app:
-        async with http_client(app) as browser:
-            allowed = await browser.options(
-                "/v1/articles", headers={**preflight, "Origin": "https://news.example"}
-            )
-            assert allowed.status_code == 200
-            assert allowed.headers["access-control-allow-origin"] == "https://news.example"
-            assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
-            other = await browser.options(
-                "/v1/articles", headers={**preflight, "Origin": "https://evil.example"}
-            )
-            assert "access-control-allow-origin" not in other.headers
+    async with (
+        running_app(settings, embedder, cors_origins=["https://news.example"]) as app,
+        http_client(app) as browser,
+    ):
+        allowed = await browser.options(
+            "/v1/articles", headers={**preflight, "Origin": "https://news.example"}
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://news.example"
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        other = await browser.options(
+            "/v1/articles", headers={**preflight, "Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers
     # Default: no origin is allowed at all.
     default = await client.options(
         "/v1/articles", headers={**preflight, "Origin": "https://news.example"}

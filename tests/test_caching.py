@@ -68,11 +68,13 @@ async def test_anonymous_reads_are_public(
     client: AsyncClient, settings: Settings, embedder: Any
 ) -> None:
     await client.post("/v1/articles", json=STORIES[0])
-    async with running_app(settings, embedder, anonymous_reads=True, cache_max_age_s=300) as app:
-        async with http_client(app) as anonymous:
-            response = await anonymous.get("/v1/articles/bridge-1/related")
-            assert response.headers["cache-control"] == "public, max-age=300"
-            assert "Authorization" in response.headers["vary"]
+    async with (
+        running_app(settings, embedder, anonymous_reads=True, cache_max_age_s=300) as app,
+        http_client(app) as anonymous,
+    ):
+        response = await anonymous.get("/v1/articles/bridge-1/related")
+        assert response.headers["cache-control"] == "public, max-age=300"
+        assert "Authorization" in response.headers["vary"]
 
 
 async def test_errors_writes_and_drafts_are_not_cached(client: AsyncClient) -> None:

@@ -118,9 +118,11 @@ async def test_unexpected_errors_are_500_in_the_shape_with_the_request_id_logged
 
     application.add_api_route("/v1/boom", boom)
     caplog.handler.addFilter(RequestIdFilter())
-    async with application.router.lifespan_context(application):
-        async with http_client(application) as http:
-            response = await http.get("/v1/boom", headers={"X-Request-ID": "bug-1"})
+    async with (
+        application.router.lifespan_context(application),
+        http_client(application) as http,
+    ):
+        response = await http.get("/v1/boom", headers={"X-Request-ID": "bug-1"})
     assert response.status_code == 500
     assert response.json() == {
         "error": {"code": "internal_error", "message": "Internal server error", "details": None}
@@ -151,9 +153,11 @@ async def test_readyz_is_503_when_migrations_are_behind(
     pg_server.psql("DROP DATABASE IF EXISTS related_behind; CREATE DATABASE related_behind;")
     url = to_async_url(pg_server.get_uri("related_behind"))
     await asyncio.to_thread(migrate.upgrade, url, "0002")
-    async with running_app(settings, embedder, database_url=url) as app:
-        async with http_client(app) as http:
-            response = await http.get("/readyz")
+    async with (
+        running_app(settings, embedder, database_url=url) as app,
+        http_client(app) as http,
+    ):
+        response = await http.get("/readyz")
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["database"]["status"] == "ok"
