@@ -86,10 +86,18 @@ def error_response(
     return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
+# SQLSTATEs of a server that is down, going down, starting or full: connection exceptions
+# (class 08), admin/crash shutdown, "cannot connect now", too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
 def _is_database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, (OperationalError, PoolTimeoutError, OSError)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 # Stable codes where Python's status phrases differ between versions.
