@@ -80,15 +80,16 @@ async def test_database_down_fails_fast_with_503_recovers_and_loses_nothing(
         # Traffic keeps coming while the server stops.
         writers = asyncio.gather(*(post_one(http) for _ in range(8)))
         await asyncio.gather(writers, asyncio.to_thread(stop, own_server))
-        down = answers[len(answers) - 8 :]
         for _ in range(4):
             await post_one(http)
-        assert answers[-1][:2] == (503, "database_unavailable")
-        for status, code, elapsed in answers[5:]:
+        during, after = answers[5:13], answers[13:]
+        # Cut mid-request: stored and acknowledged, or refused as unavailable; never a 500.
+        for status, code, _ in during:
             assert status < 300 or (status, code) == (503, "database_unavailable"), answers
-            # Bounded by the connect timeout, not by TCP's minutes.
-            assert elapsed < CONNECT_TIMEOUT_S + 3, answers
-        assert any(status == 503 for status, _, _ in down + answers[-4:])
+        # Once it is down: refused at once, bounded by the connect timeout, not TCP's minutes.
+        for status, code, elapsed in after:
+            assert (status, code) == (503, "database_unavailable"), answers
+            assert elapsed < CONNECT_TIMEOUT_S + 1, answers
         reads = await http.get("/v1/articles/fault-1")
         assert (reads.status_code, reads.json()["error"]["code"]) == (503, "database_unavailable")
         ready = await http.get("/readyz")
