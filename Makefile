@@ -18,7 +18,8 @@ install: $(INSTALLED)
 
 run: install  ## Load the example articles, then serve on http://127.0.0.1:8000
 	$(BIN)/related ingest examples/articles.jsonl
-	$(BIN)/related serve
+	# Reads open to anyone (the demo page reads without a key); writes still need one.
+	RELATED_ANONYMOUS_READS=true $(BIN)/related serve
 
 test: install  ## The whole test suite, on an embedded PostgreSQL + pgvector
 	$(BIN)/pytest

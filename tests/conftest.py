@@ -3,6 +3,7 @@ from empty tables. Requests go through the real app over ASGI; the real model is
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from app.auth.models import Scope
+from app.auth.repository import ApiKeyRepository
+from app.auth.service import ApiKeyService
 from app.core.config import Settings
 from app.db import migrate
 from app.db.url import to_async_url
@@ -75,14 +79,54 @@ async def app(settings: Settings, embedder: CountingEmbedder) -> AsyncIterator[A
         yield application
 
 
+async def create_key(app: Any, *scopes: Scope, name: str = "test") -> str:
+    """A new API key in the app's database; its token."""
+    async with app.state.database.sessions() as session, session.begin():
+        _, token = await ApiKeyService(ApiKeyRepository(session)).create(name, scopes)
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def admin_token(app: Any) -> str:
+    # Made once: the per-test TRUNCATE empties articles only, so it lasts the session.
+    return await create_key(app, Scope.ADMIN, name="test-admin")
+
+
+def http_client(app: Any, token: str | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers=bearer(token) if token else None,
+    )
+
+
 @pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: Any, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with an admin key: every endpoint is allowed."""
     async with app.state.database.engine.begin() as conn:
         await conn.execute(text("TRUNCATE articles"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with http_client(app, admin_token) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous_client(app: Any, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """The same app, no key (after ``client`` has emptied the tables)."""
+    async with http_client(app) as http:
         yield http
 
 
 def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict[str, Any]:
     return {"external_id": external_id, "title": title, "body": body, **fields}
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, embedder: Any, **overrides: Any) -> AsyncIterator[Any]:
+    """Another app on the session's database, with some settings changed."""
+    application = create_app(settings.model_copy(update=overrides), embedder=embedder)
+    async with application.router.lifespan_context(application):
+        yield application
