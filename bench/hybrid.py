@@ -119,7 +119,7 @@ async def measure(database: Database, queries: int, seed: int) -> None:
         ids = list(await session.scalars(select(Article.id)))
     chosen = random.Random(seed).sample(ids, queries)
     url = database.engine.url.render_as_string(hide_password=False)
-    settings = Settings(database_url=url, migrate_on_start=False)
+    settings = Settings(database_url=url, migrate_on_start=False, anonymous_reads=True)
     app = create_app(settings, embedder=NoModel())
     timings: dict[str, list[float]] = {name: [] for name in VARIANTS}
     transport = httpx.ASGITransport(app=app)
