@@ -77,7 +77,8 @@ async def load(database: Database, path: Path, copies: int, seed: int) -> int:
         columns = set(
             await conn.scalars(
                 text(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'articles'"
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'articles'"
                 )
             )
         )
