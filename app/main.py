@@ -12,6 +12,7 @@ from app.articles.router import router as articles_router
 from app.core.config import Settings, get_settings
 from app.core.errors import ErrorResponse, install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
+from app.demo.router import router as demo_router
 from app.db.engine import open_database
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".
     app.include_router(related_router)
     app.include_router(articles_router)
+    app.include_router(demo_router)
     return app
