@@ -12,8 +12,8 @@ from app.articles.router import router as articles_router
 from app.core.config import Settings, get_settings
 from app.core.errors import ErrorResponse, install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
-from app.demo.router import router as demo_router
 from app.db.engine import open_database
+from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
 from app.health.router import router as health_router

@@ -104,11 +104,14 @@ def live_server(settings: Settings, embedder: CountingEmbedder) -> Iterator[Live
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def live_examples(
     app: Any, live_server: LiveServer, api_headers: dict[str, str]
 ) -> LiveServer:
-    """The live server on a database holding exactly the example articles, all embedded."""
+    """The live server on a database holding exactly the example articles, all embedded.
+
+    Loaded once per module (embedding them is most of the cost): a module's tests that use it
+    must not change the articles, or must do it last."""
     async with app.state.database.engine.begin() as conn:
         await conn.execute(text("TRUNCATE articles"))
     articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]

@@ -52,6 +52,8 @@ class Browser:
     """Headless Chromium driven over the DevTools protocol (no driver binary, no download)."""
 
     def __init__(self, width: int = 1280, height: int = 900) -> None:
+        if not Path(CHROMIUM).exists():
+            raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
         self.profile = tempfile.mkdtemp(prefix="related-chromium-")
         self.process = subprocess.Popen(
             [
@@ -148,7 +150,11 @@ class Browser:
         )
         for kind in ("mousePressed", "mouseReleased"):
             self.call(
-                "Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left",
+                "Input.dispatchMouseEvent",
+                type=kind,
+                x=box[0],
+                y=box[1],
+                button="left",
                 clickCount=1,
             )
 

@@ -125,16 +125,24 @@ async def test_story_page_shows_api_errors_to_the_reader(
     assert "'no-such-story' does not exist" in error
     assert "HTTP 404 · not_found" in error
 
-    # An article whose embedding is not made yet: the box says so instead of staying empty.
-    async with app.state.database.engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE articles SET embedding = NULL WHERE external_id = 'demo-breach-2'")
+    # An article with no embedding from the current model yet (as after a model change): the
+    # box says so instead of staying empty. Restored after, for the module's other tests.
+    async def set_model(name: str | None) -> None:
+        async with app.state.database.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE articles SET embedding_model = :name WHERE external_id = :ref"),
+                {"name": name, "ref": "demo-breach-2"},
+            )
+
+    await set_model("another-model")
+    try:
+        browser.goto(f"{live_examples.url}/demo?article=demo-breach-2")
+        status = browser.wait_for(
+            "document.getElementById('related-status').innerText.includes('HTTP 409')"
+            " && document.getElementById('related-status').innerText"
         )
-    browser.goto(f"{live_examples.url}/demo?article=demo-breach-2")
-    status = browser.wait_for(
-        "document.getElementById('related-status').innerText.includes('HTTP 409')"
-        " && document.getElementById('related-status').innerText"
-    )
+    finally:
+        await set_model(app.state.encoder.model_name)
     assert "still being processed" in status
     assert "embedding_not_ready" in status
 

@@ -19,8 +19,9 @@ from app.core.config import Settings
 from app.main import create_app
 from tests.live import LiveServer
 
-# Per operation: 8 operations, each example a real request (some embed text with the model).
-# Measured about 40 s for the whole fuzz on the 2-core CI machine.
+# Per operation and phase (explicit examples, coverage of boundaries, random fuzzing); every
+# example is a real request, some embed text with the model. The whole fuzz measured 100 s on
+# 2 cores shared with other work (load average 9), so well under that on an idle CI machine.
 MAX_EXAMPLES = 15
 # uvicorn (httptools) refuses a request target over 64 KiB (measured: 65,535 bytes pass,
 # 65,545 do not); proxies in front of it usually allow far less (nginx: 8 KiB).
