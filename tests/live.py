@@ -159,7 +159,8 @@ class Browser:
             )
 
     def screenshot(self, path: Path) -> Path:
-        """The whole page, not only the window."""
+        """The whole page, not only the window, as seen from its top (sticky boxes in place)."""
+        self.evaluate("window.scrollTo(0, 0)")
         width, height = self.evaluate(
             "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
         )

@@ -82,9 +82,10 @@ async def test_story_page_lists_the_same_story_and_relates_a_draft(
     story = next(a for a in examples() if a["external_id"] == "demo-wildfire-1")
     assert browser.evaluate("document.getElementById('story-title').textContent") == story["title"]
     assert browser.evaluate("document.querySelectorAll('#story-body p').length") >= 3
+    # Exactly the other coverage of the story: the page asks for a minimum score.
     titles = related_titles(browser, "related-list")
-    assert len(titles) == 5
-    assert set(titles[:3]) == same_story("demo-wildfire-1")
+    assert len(titles) == 3
+    assert set(titles) == same_story("demo-wildfire-1")
     screenshot = browser.screenshot(REPORTS / "demo-story.png")
     print(f"screenshot of the story page: {screenshot}")
 
@@ -110,8 +111,9 @@ async def test_story_page_lists_the_same_story_and_relates_a_draft(
     links = browser.evaluate(
         "[...document.querySelectorAll('#draft-results .related-title')].map(a => a.href)"
     )
-    assert len(links) == 5
-    assert all("article=demo-marathon-" in link for link in links[:4])
+    marathon = [a for a in examples() if a["external_id"].startswith("demo-marathon-")]
+    assert len(links) == len(marathon)
+    assert all("article=demo-marathon-" in link for link in links)
     screenshot = browser.screenshot(REPORTS / "demo-draft.png")
     print(f"screenshot of the draft box: {screenshot}")
 
