@@ -20,8 +20,8 @@ from app.main import create_app
 from tests.live import LiveServer
 
 # Per operation and phase (explicit examples, coverage of boundaries, random fuzzing); every
-# example is a real request, some embed text with the model. The whole fuzz measured 100 s on
-# 2 cores shared with other work (load average 9), so well under that on an idle CI machine.
+# example is a real request, some embed text with the model. The fuzz of all operations took
+# 100 s on 2 cores shared with other work (load average 9), and 32 s in a later full run.
 MAX_EXAMPLES = 15
 # uvicorn (httptools) refuses a request target over 64 KiB (measured: 65,535 bytes pass,
 # 65,545 do not); proxies in front of it usually allow far less (nginx: 8 KiB).
