@@ -17,6 +17,7 @@ from app.core.config import Settings, get_settings
 from app.core.errors import ErrorResponse, install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.db.engine import open_database
+from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
 from app.health.router import router as health_router
@@ -101,4 +102,5 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(
         articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
     )
+    app.include_router(demo_router)
     return app

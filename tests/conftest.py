@@ -1,6 +1,7 @@
 """One real PostgreSQL + pgvector (embedded) per test session, migrated once; each test starts
 from empty tables. Requests go through the real app over ASGI; the real model is loaded once."""
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from app.db import migrate
 from app.db.url import to_async_url
 from app.embedding.model import Embedder, load_embedder
 from app.main import create_app
+from tests.live import LiveServer
 
 TEST_DATABASE = "related_test"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "articles.jsonl"
@@ -118,6 +120,42 @@ async def anonymous_client(app: Any, client: httpx.AsyncClient) -> AsyncIterator
     """The same app, no key (after ``client`` has emptied the tables)."""
     async with http_client(app) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def api_headers(admin_token: str) -> dict[str, str]:
+    """Headers of a trusted client (writes, admin) over real HTTP."""
+    return bearer(admin_token)
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, embedder: CountingEmbedder) -> Iterator[LiveServer]:
+    """The real app on a loopback port (uvicorn in a thread), on the test database."""
+    # Reads open to anonymous callers, as for a public frontend: the demo page sends no key.
+    # (Settings ignore names they do not know, so this is inert until that setting exists.)
+    live_settings = Settings(**{**settings.model_dump(), "anonymous_reads": True})
+    server = LiveServer(create_app(live_settings, embedder=embedder))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def live_examples(
+    app: Any, live_server: LiveServer, api_headers: dict[str, str]
+) -> LiveServer:
+    """The live server on a database holding exactly the example articles, all embedded.
+
+    Loaded once per module (embedding them is most of the cost): a module's tests that use it
+    must not change the articles, or must do it last."""
+    async with app.state.database.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE articles"))
+    articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+    async with httpx.AsyncClient(base_url=live_server.url, headers=api_headers) as http:
+        response = await http.post("/v1/articles/batch", json={"articles": articles}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["counts"]["created"] == len(articles)
+    return live_server
 
 
 def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict[str, Any]:
