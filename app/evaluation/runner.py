@@ -52,11 +52,17 @@ async def _stored(database: Database) -> dict[str, Article]:
         return {a.external_id: a for a in await session.scalars(query)}
 
 
+def _text(article: Article) -> str:
+    return " ".join(f"{article.title} {article.summary or ''} {article.body}".split())
+
+
 def _is_duplicate(query: Article, other: Article) -> bool:
-    """The service's own definition (app.related.select), plus identical bodies."""
+    """An exact copy (the same headline and text), or a near one by the service's own rule
+    (app.related.select). The same body under another headline counts only by that rule: short
+    abstracts and boilerplate bodies repeat across different stories."""
     if query.embedding is None or other.embedding is None:
         return False
-    same_text = " ".join(query.body.split()) == " ".join(other.body.split()) and query.body
+    same_text = _text(query) == _text(other)
     cosine = float(np.dot(query.embedding, other.embedding))
     words = lexeme_counts(query.search_vector).keys()
     other_words = lexeme_counts(other.search_vector).keys()
