@@ -16,6 +16,8 @@ from app.db.engine import open_database
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
 from app.health.router import router as health_router
+from app.pipeline.router import router as pipeline_router
+from app.pipeline.worker import EmbeddingWorker
 from app.related.router import router as related_router
 
 logger = logging.getLogger(__name__)
@@ -43,11 +45,19 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         async with open_database(settings) as database:
             encoder = Encoder(model, settings.embedding_batch_size)
             encoder.start()
+            worker = None
+            if settings.embedding_worker_in_process:
+                worker = EmbeddingWorker.from_settings(database, encoder, settings)
+                # Articles embedded by another model are queued in the background.
+                worker.start(requeue_other_models=True)
             app.state.database = database
             app.state.encoder = encoder
+            app.state.embedding_worker = worker
             try:
                 yield
             finally:
+                if worker is not None:
+                    await worker.close()
                 await encoder.close()
 
     app = FastAPI(
@@ -64,4 +74,5 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".
     app.include_router(related_router)
     app.include_router(articles_router)
+    app.include_router(pipeline_router)
     return app

@@ -80,8 +80,19 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with app.state.database.engine.begin() as conn:
         await conn.execute(text("TRUNCATE articles"))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    hooks = {"request": [wait_for_embeddings]}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", event_hooks=hooks
+    ) as http:
         yield http
+
+
+async def wait_for_embeddings(request: httpx.Request) -> None:
+    """Ingest answers before embedding; tests that then ask for related articles need them
+    ready, so ingest requests wait (`?wait=true`) unless a test sets `wait` itself."""
+    ingest = request.url.path in ("/v1/articles", "/v1/articles/batch")
+    if request.method == "POST" and ingest and "wait" not in request.url.params:
+        request.url = request.url.copy_add_param("wait", "true")
 
 
 def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict[str, Any]:
