@@ -17,10 +17,11 @@ For each corpus (BBC full articles, UCI headlines) it measures, in this order:
   time of the whole command is printed too.
 * http: `related serve` as a subprocess on a free loopback port and another fresh data
   directory; once /readyz answers and one small warm-up batch (articles not in the measured
-  set) has been stored and embedded (`?wait=true`), one client POSTs the articles to /v1/articles/batch in batches of
-  --batch over real HTTP, each after the previous answer (ingest answers before embedding), and
-  polls /v1/embedding/status. The rate is articles over the time from the first request until
-  no article is pending; every article must come back `created` and end `ready`.
+  set) has been stored and embedded (`?wait=true`), one client POSTs the articles to
+  /v1/articles/batch in batches of --batch over real HTTP, each after the previous answer
+  (ingest answers before embedding), then polls /v1/embedding/status. The rate is articles
+  over the time from the first request until no article is pending; every article must come
+  back `created` and end `ready`.
 
 The ratio end-to-end / model says how much of the model's speed survives the service. The runs
 follow one another on the same machine; other load on it (another test run, ...) lowers each
@@ -41,13 +42,13 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core.config import Settings
 from app.embedding.model import Embedder, load_embedder
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
 
+ROOT = Path(__file__).resolve().parents[1]
 RELATED = Path(sys.executable).with_name("related")
 WARM_UP = 16
 
