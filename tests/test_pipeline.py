@@ -393,3 +393,24 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_nothing_is_embedded_t
         for item, vector in zip(items, expected, strict=True):
             got = np.array(stored[item["external_id"]][1:-1].split(","), dtype=np.float32)
             assert float(got @ vector) == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_a_worker_stopped_cleanly_hands_its_batch_back_at_once(
+    base_settings: Settings,
+) -> None:
+    embedder = SlowEmbedder(delay_s=2, log=None)
+    async with service(base_settings, embedder, embedding_worker_in_process=False) as (c, app):
+        await c.post("/v1/articles/batch", json={"articles": stories(3)})
+        worker = EmbeddingWorker(app.state.database, app.state.encoder)
+        task = asyncio.create_task(worker.run_once())
+        for _ in range(500):
+            if embedder.calls:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        state = await rows(
+            app, "SELECT embedding_status, embedding_attempts, embedding_lease_until FROM articles"
+        )
+        assert state == [("pending", 0, None)] * 3

@@ -67,6 +67,15 @@ _RELEASE = text(
     """
 )
 
+# A worker stopping cleanly gives its batch back: not a failed attempt, claimable at once.
+_HAND_BACK = text(
+    """
+    UPDATE articles
+    SET embedding_lease_until = NULL, embedding_attempts = greatest(embedding_attempts - 1, 0)
+    WHERE id = ANY(:ids) AND embedding_status = 'pending'
+    """
+)
+
 # In chunks, each its own transaction: a million-row requeue never holds locks for long.
 _REQUEUE = text(
     """
@@ -161,6 +170,10 @@ class PipelineRepository:
     async def release(self, ids: Sequence[uuid.UUID]) -> None:
         if ids:
             await self.session.execute(_RELEASE, {"ids": list(ids)})
+
+    async def hand_back(self, ids: Sequence[uuid.UUID]) -> None:
+        if ids:
+            await self.session.execute(_HAND_BACK, {"ids": list(ids)})
 
     async def requeue_chunk(
         self, model: str, limit: int, everything: bool = False, failed: bool = False

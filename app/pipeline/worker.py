@@ -29,7 +29,7 @@ from app.db.engine import Database
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.model import Vectors
 from app.embedding.text import embedding_hash, embedding_text
-from app.pipeline.repository import Embedded, Failed, PipelineRepository
+from app.pipeline.repository import Claimed, Embedded, Failed, PipelineRepository
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,19 @@ class EmbeddingWorker:
             claimed = await PipelineRepository(session).claim(self.claim_size, self.lease_s)
         if not claimed:
             return False
+        try:
+            await self._embed(claimed)
+        except asyncio.CancelledError:
+            # Stopping (a restart, say): hand the batch back now rather than when the lease ends.
+            await asyncio.shield(self._hand_back([c.id for c in claimed]))
+            raise
+        return True
+
+    async def _hand_back(self, ids: list[uuid.UUID]) -> None:
+        async with self.database.sessions() as session, session.begin():
+            await PipelineRepository(session).hand_back(ids)
+
+    async def _embed(self, claimed: list[Claimed]) -> None:
         started = time.perf_counter()
         failed = [
             Failed(
@@ -199,7 +212,6 @@ class EmbeddingWorker:
             "embedded %d, failed %d in %.2f s", len(embedded), len(failed), _since(started)
         )
         self._notify()
-        return True
 
     async def _encode_isolating(self, texts: Sequence[str]) -> list[Vectors | str]:
         """A vector per text, or the reason it could not be embedded."""
