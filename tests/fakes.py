@@ -60,10 +60,10 @@ class PoisonEmbedder(HashEmbedder):
     """Fails on any batch holding a text with POISON in it, as a tokenizer might on bad input."""
 
     def encode(self, texts: list[str]) -> Vectors:
-        for text in texts:
-            if "POISON" in text:
-                raise ValueError("the tokenizer rejected this text")
-        return super().encode(texts)
+        vectors = super().encode(texts)  # records the call
+        if any("POISON" in text for text in texts):
+            raise ValueError("the tokenizer rejected this text")
+        return vectors
 
 
 def slow_from_env() -> SlowEmbedder:
