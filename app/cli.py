@@ -1,16 +1,20 @@
 """The `related` command: serve the API, bulk-ingest JSONL, migrate the database."""
 
 import asyncio
+import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.auth.cli import keys_cli
 from app.core.config import get_settings
 from app.observability.logs import setup_logging
+
+if TYPE_CHECKING:
+    from app.db.engine import Database
 
 cli = typer.Typer(help="Related: related articles for news sites.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -50,6 +54,13 @@ def ingest(
         Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one article a line.")
     ],
     batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 256,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Embed here and wait until every article is embedded; --no-wait only stores "
+            "them, for the service's or `related worker`'s workers."
+        ),
+    ] = True,
 ) -> None:
     """Load articles from a JSONL file; rerunning skips articles already stored unchanged."""
     from app.articles.bulk import ingest_file
@@ -67,19 +78,113 @@ def ingest(
             encoder.start()
             try:
                 # Timed without the model load and database start, so rates compare with the
-                # model's own (bench/ingest.py reads this line).
+                # model's own (bench/ingest.py reads this line): from the first article read
+                # until the last is embedded.
                 started = time.perf_counter()
-                report = await ingest_file(file, database, encoder, batch_size)
+                report = await ingest_file(
+                    file, database, encoder, batch_size, wait=wait, settings=settings
+                )
                 elapsed = time.perf_counter() - started
             finally:
                 await encoder.close()
         counts = ", ".join(f"{report.counts[k]} {k}" for k in ("created", "updated", "unchanged"))
         typer.echo(f"{counts}, {len(report.invalid)} invalid in {elapsed:.2f} s")
+        if report.counts["failed"]:
+            typer.echo(f"{report.counts['failed']} could not be embedded (status failed)")
         for problem in report.invalid[:20]:
             typer.echo(f"  {problem}", err=True)
-        return 1 if report.invalid else 0
+        return 1 if report.invalid or report.counts["failed"] else 0
 
     raise typer.Exit(asyncio.run(run()))
+
+
+@cli.command()
+def worker() -> None:
+    """Embed pending articles until stopped (SIGTERM or Ctrl-C); run any number, anywhere.
+
+    Set RELATED_EMBEDDING_WORKER_IN_PROCESS=false on the API processes when these do the work.
+    """
+    import signal
+
+    from app.db.engine import open_database
+    from app.embedding.encoder import Encoder
+    from app.embedding.model import load_embedder
+    from app.pipeline.worker import EmbeddingWorker
+
+    settings = get_settings()
+    _setup_logging(settings.log_level)
+
+    async def run() -> None:
+        embedder = await asyncio.to_thread(load_embedder, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_database(settings) as database:
+            encoder = Encoder(embedder, settings.embedding_batch_size)
+            encoder.start()
+            embedding = EmbeddingWorker.from_settings(database, encoder, settings)
+            embedding.start(requeue_other_models=True)
+            logging.getLogger("app.cli").info("worker embedding with %s", embedder.name)
+            try:
+                await stop.wait()
+            finally:
+                await embedding.close()
+                await encoder.close()
+
+    asyncio.run(run())
+
+
+@cli.command()
+def reembed(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Re-embed every article, not only other models'.")
+    ] = False,
+    failed: Annotated[bool, typer.Option(help="Retry failed articles too.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Embed here, with a progress bar, until the queue is empty.")
+    ] = True,
+) -> None:
+    """Queue articles embedded by another model than RELATED_EMBEDDING_MODEL, and embed them."""
+    from tqdm import tqdm
+
+    from app.db.engine import open_database
+    from app.embedding.encoder import Encoder
+    from app.embedding.model import load_embedder
+    from app.pipeline.service import queue_counts
+    from app.pipeline.worker import EmbeddingWorker, requeue
+
+    settings = get_settings()
+    _setup_logging("warning")
+
+    async def pending(database: "Database") -> int:
+        async with database.sessions() as session:
+            return (await queue_counts(session)).status("pending")
+
+    async def run() -> None:
+        embedder = await asyncio.to_thread(load_embedder, settings)
+        async with open_database(settings) as database:
+            queued = await requeue(database, embedder.name, everything, failed)
+            typer.echo(f"queued {queued} articles for {embedder.name}")
+            if not wait:
+                return
+            encoder = Encoder(embedder, settings.embedding_batch_size)
+            encoder.start()
+            embedding = EmbeddingWorker.from_settings(database, encoder, settings)
+            embedding.start()
+            try:
+                total = await pending(database)
+                with tqdm(total=total, unit="article", desc="re-embed") as bar:
+                    while (left := await pending(database)) > 0:
+                        bar.update(max(0, total - left - bar.n))
+                        await embedding.changed(1.0)
+                    bar.update(total - bar.n)
+            finally:
+                await embedding.close()
+                await encoder.close()
+            typer.echo(f"embedded {embedding.embedded}, failed {embedding.failed}")
+
+    asyncio.run(run())
 
 
 @cli.command("eval")

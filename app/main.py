@@ -24,6 +24,9 @@ from app.health.router import router as health_router
 from app.observability.metrics import Metrics
 from app.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from app.observability.router import router as metrics_router
+from app.pipeline.router import router as pipeline_router
+from app.pipeline.service import PendingGauge
+from app.pipeline.worker import EmbeddingWorker
 from app.related.router import router as related_router
 
 logger = logging.getLogger(__name__)
@@ -63,11 +66,24 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             metrics.add_queue("encoder", lambda: encoder.queue_depth)
             metrics.watch_pool(database.engine.pool)
             encoder.start()
+            worker = None
+            if settings.embedding_worker_in_process:
+                worker = EmbeddingWorker.from_settings(database, encoder, settings)
+                # Articles embedded by another model are queued in the background.
+                worker.start(requeue_other_models=True)
+            pending = PendingGauge(database)
+            metrics.add_queue("database", lambda: pending.value)
+            pending.start()
             app.state.database = database
             app.state.encoder = encoder
+            app.state.embedding_worker = worker
+            app.state.pending_gauge = pending
             try:
                 yield
             finally:
+                await pending.close()
+                if worker is not None:
+                    await worker.close()
                 await encoder.close()
 
     app = FastAPI(
@@ -102,5 +118,6 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(
         articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
     )
+    app.include_router(pipeline_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
     app.include_router(demo_router)
     return app

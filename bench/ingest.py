@@ -11,15 +11,18 @@ For each corpus (BBC full articles, UCI headlines) it measures, in this order:
   the table shows both, so a change of the machine's load during the run is visible.
 * cli: `related ingest FILE.jsonl` as a subprocess on a fresh embedded PostgreSQL (its own
   RELATED_DATA_DIR in a temporary directory, DATABASE_URL unset). Its rate uses the time the
-  command itself prints for its ingest loop (reading, validating, encoding and writing every
-  article, first and cold batch included), so Python start-up, the model load and the database
-  start are left out; the wall time of the whole command is printed too.
+  command itself prints: from reading the first article until every article is embedded
+  (reading, validating, storing, claiming, encoding and writing back, first and cold batch
+  included), so Python start-up, the model load and the database start are left out; the wall
+  time of the whole command is printed too.
 * http: `related serve` as a subprocess on a free loopback port and another fresh data
   directory, with a write key made by `related keys create`; once /readyz answers and one
-  small warm-up batch (articles not in the measured set) has been stored, one client POSTs
-  the articles to /v1/articles/batch in batches of --batch over real HTTP, each after the
-  previous answer. The rate is articles over the time from the first request to the last
-  answer, and every article must come back `created`.
+  small warm-up batch (articles not in the measured set) has been stored and embedded
+  (`?wait=true`), one client POSTs the articles to /v1/articles/batch in batches of --batch
+  over real HTTP, each after the previous answer (ingest answers before embedding), then polls
+  /v1/embedding/status. The rate is articles
+  over the time from the first request until no article is pending; every article must come
+  back `created` and end `ready`.
 
 The ratio end-to-end / model says how much of the model's speed survives the service. The runs
 follow one another on the same machine; other load on it (another test run, ...) lowers each
@@ -46,6 +49,7 @@ from app.core.config import Settings
 from app.embedding.model import Embedder, load_embedder
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
 
+ROOT = Path(__file__).resolve().parents[1]
 RELATED = Path(sys.executable).with_name("related")
 WARM_UP = 16
 
@@ -53,6 +57,8 @@ WARM_UP = 16
 def service_env(data_dir: Path, backend: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELATED_DATABASE_URL")}
     env.update(
+        # This checkout's code, whichever checkout the virtualenv was installed from.
+        PYTHONPATH=str(ROOT),
         RELATED_DATA_DIR=str(data_dir),
         RELATED_EMBEDDING_BACKEND=backend,
         RELATED_LOG_LEVEL="warning",
@@ -141,7 +147,9 @@ def http_rate(
                 if time.monotonic() > deadline:
                     raise SystemExit("related serve was not ready within 300 s")
                 time.sleep(0.5)
-            client.post("/v1/articles/batch", json={"articles": warm_up}).raise_for_status()
+            client.post(
+                "/v1/articles/batch", params={"wait": "true"}, json={"articles": warm_up}
+            ).raise_for_status()
             started = time.perf_counter()
             for start in range(0, len(articles), batch):
                 answer = client.post(
@@ -151,7 +159,16 @@ def http_rate(
                 counts = answer.json()["counts"]
                 if counts["created"] != len(articles[start : start + batch]):
                     raise SystemExit(f"batch at {start} was not all created: {counts}")
-            return len(articles) / (time.perf_counter() - started)
+            # Ingest answers before embedding: the end is when every article is ready.
+            while True:
+                queue = client.get("/v1/embedding/status").json()["counts"]
+                if queue["pending"] == 0:
+                    break
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+            if queue["ready"] != len(articles) + len(warm_up):
+                raise SystemExit(f"not every article was embedded: {queue}")
+            return len(articles) / elapsed
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -103,6 +103,7 @@ def http_client(app: Any, token: str | None = None) -> httpx.AsyncClient:
         transport=httpx.ASGITransport(app=app),
         base_url="http://test",
         headers=bearer(token) if token else None,
+        event_hooks={"request": [wait_for_embeddings]},
     )
 
 
@@ -152,10 +153,20 @@ async def live_examples(
         await conn.execute(text("TRUNCATE articles"))
     articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
     async with httpx.AsyncClient(base_url=live_server.url, headers=api_headers) as http:
-        response = await http.post("/v1/articles/batch", json={"articles": articles}, timeout=120)
+        response = await http.post(
+            "/v1/articles/batch?wait=true", json={"articles": articles}, timeout=300
+        )
     assert response.status_code == 200, response.text
     assert response.json()["counts"]["created"] == len(articles)
     return live_server
+
+
+async def wait_for_embeddings(request: httpx.Request) -> None:
+    """Ingest answers before embedding; tests that then ask for related articles need them
+    ready, so ingest requests wait (`?wait=true`) unless a test sets `wait` itself."""
+    ingest = request.url.path in ("/v1/articles", "/v1/articles/batch")
+    if request.method == "POST" and ingest and "wait" not in request.url.params:
+        request.url = request.url.copy_add_param("wait", "true")
 
 
 def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """A deterministic stand-in for the model, for unit tests of plumbing (never of relevance)."""
 
 import hashlib
+import json
+import os
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -28,3 +32,45 @@ class HashEmbedder:
             v = np.random.default_rng(seed).standard_normal(self.dimension)
             rows.append(v / np.linalg.norm(v))
         return np.asarray(rows, dtype=np.float32)
+
+
+class SlowEmbedder(HashEmbedder):
+    """HashEmbedder that takes ``delay_s`` per call and logs to ``log``: a `start` line when a
+    call begins and a `done<TAB>text as JSON` line per text once its vector exists."""
+
+    def __init__(self, delay_s: float, log: Path | None, name: str = "fake-hash") -> None:
+        super().__init__(name)
+        self.delay_s = delay_s
+        self.log = log
+
+    def _write(self, lines: list[str]) -> None:
+        if self.log is not None:
+            with self.log.open("a", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in lines))
+
+    def encode(self, texts: list[str]) -> Vectors:
+        self._write([f"start\t{len(texts)}"])
+        time.sleep(self.delay_s)
+        vectors = super().encode(texts)
+        self._write([f"done\t{json.dumps(text)}" for text in texts])
+        return vectors
+
+
+class PoisonEmbedder(HashEmbedder):
+    """Fails on any batch holding a text with POISON in it, as a tokenizer might on bad input."""
+
+    def encode(self, texts: list[str]) -> Vectors:
+        vectors = super().encode(texts)  # records the call
+        if any("POISON" in text for text in texts):
+            raise ValueError("the tokenizer rejected this text")
+        return vectors
+
+
+def slow_from_env() -> SlowEmbedder:
+    """For `RELATED_EMBEDDER_FACTORY=tests.fakes:slow_from_env` in worker subprocesses."""
+    log = os.environ.get("FAKE_EMBEDDER_LOG")
+    return SlowEmbedder(
+        float(os.environ.get("FAKE_EMBEDDER_DELAY_S", "0")),
+        Path(log) if log else None,
+        os.environ.get("FAKE_EMBEDDER_NAME", "fake-hash"),
+    )

@@ -146,7 +146,7 @@ async def test_story_page_shows_api_errors_to_the_reader(
     finally:
         await set_model(app.state.encoder.model_name)
     assert "still being processed" in status
-    assert "embedding_not_ready" in status
+    assert "embedding_pending" in status
 
     # The draft box refuses an empty draft without calling the API.
     browser.click("#draft-submit")

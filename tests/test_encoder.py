@@ -7,7 +7,7 @@ import numpy as np
 
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import MAX_CHARS, embedding_text
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, PoisonEmbedder
 
 
 async def test_results_come_back_in_order_and_match_single_encodes() -> None:
@@ -78,3 +78,21 @@ def test_embedding_text_is_title_summary_and_lead_within_the_window() -> None:
     body = "The council voted on Tuesday to fund night buses. More text follows."
     assert embedding_text("T", "The council voted on Tuesday to fund...", body) == f"T\n{body}"
     assert embedding_text("T", None, "") == "T"
+
+
+async def test_a_bad_text_fails_only_its_own_callers_request_when_merged() -> None:
+    embedder = PoisonEmbedder()
+    encoder = Encoder(embedder, batch_size=32)
+    encoder.start()
+    try:
+        results = await asyncio.gather(
+            encoder.encode(["fine draft"], Priority.INTERACTIVE),
+            encoder.encode(["POISON text", "good text"], Priority.BULK),
+            encoder.encode(["another draft"], Priority.INTERACTIVE),
+            return_exceptions=True,
+        )
+    finally:
+        await encoder.close()
+    assert isinstance(results[1], ValueError)
+    assert [r.shape for r in (results[0], results[2])] == [(1, 384), (1, 384)]  # type: ignore[union-attr]
+    assert any(len(call) == 4 for call in embedder.calls)  # they were merged at first

@@ -73,7 +73,11 @@ async def test_filtered_related_matches_exact_search(client: AsyncClient, app: A
     model = app.state.encoder.model_name
     async with app.state.database.sessions() as session, session.begin():
         session.add_all(
-            Article(**{**r, "embedding": r["embedding"].tolist()}, embedding_model=model)
+            Article(
+                **{**r, "embedding": r["embedding"].tolist()},
+                embedding_model=model,
+                embedding_status="ready",  # stored with its vector: nothing for workers to do
+            )
             for r in rows
         )
 

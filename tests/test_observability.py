@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from app.auth.models import Scope
 from app.core.config import Settings
@@ -65,6 +66,7 @@ async def test_metrics_count_requests_per_route_template(
     assert grew("related_embedding_batch_duration_seconds_count") >= 1
     assert grew("related_embedding_texts_total") == 2
     assert value(after, "related_embedding_queue_depth", queue="encoder") == 0
+    assert ("related_embedding_queue_depth", frozenset({("queue", "database")})) in after
     assert value(after, "related_db_pool_size") == settings.db_pool_size
     assert 0 <= value(after, "related_db_pool_in_use") <= settings.db_pool_size
 
@@ -175,3 +177,21 @@ async def test_key_id_is_logged_for_each_key(
         await http.get("/v1/articles", headers={"X-Request-ID": "by-key"})
     [record] = [r for r in caplog.records if getattr(r, "request_id", None) == "by-key"]
     assert record.key_id == token.split("_")[1]  # type: ignore[attr-defined]
+
+
+async def test_articles_waiting_in_the_database_are_a_queue_on_metrics(
+    client: AsyncClient, app: Any
+) -> None:
+    gauge = app.state.pending_gauge
+    await client.post("/v1/articles", json=article("q-1", "Queued story"), params={"wait": "true"})
+    async with app.state.database.engine.begin() as conn:
+        # Pending, under a lease no worker here holds: it stays in the queue for this test.
+        await conn.execute(
+            text(
+                "UPDATE articles SET embedding_status = 'pending',"
+                " embedding_lease_until = now() + interval '1 hour'"
+            )
+        )
+    await gauge.refresh()
+    after = samples((await client.get("/metrics")).text)
+    assert value(after, "related_embedding_queue_depth", queue="database") == 1

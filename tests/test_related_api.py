@@ -266,8 +266,10 @@ async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
                 title="Not embedded yet",
                 content_hash="0" * 64,
                 published_at=datetime.now(UTC),
+                # Claimed by a worker that is still busy with it: nobody else embeds it.
+                embedding_lease_until=datetime.now(UTC) + timedelta(hours=1),
             )
         )
     response = await client.get("/v1/articles/pending/related")
     assert response.status_code == 409
-    assert response.json()["error"]["code"] == "embedding_not_ready"
+    assert response.json()["error"]["code"] == "embedding_pending"

@@ -1,6 +1,7 @@
 """Bulk loading of JSONL files (one article per line) through the same upsert path as the API."""
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ from tqdm import tqdm
 from app.articles.repository import ArticleRepository
 from app.articles.schemas import ArticleIn
 from app.articles.service import ArticleService
+from app.core.config import Settings, get_settings
 from app.db.engine import Database
-from app.embedding.encoder import Encoder, Priority
+from app.embedding.encoder import Encoder
+from app.pipeline.worker import EmbeddingWorker, wait_until_embedded
 
 
 @dataclass
@@ -56,20 +59,65 @@ async def ingest_articles(
     batch_size: int,
     bar: "tqdm[Any]",
     report: IngestReport,
+    wait: bool = True,
+    embed_bar: "tqdm[Any] | None" = None,
+    settings: Settings | None = None,
 ) -> None:
-    """Upsert ``items`` in batches, one transaction per batch, counting the outcomes."""
-    for batch in _batches(iter(items), batch_size):
-        async with database.sessions() as session, session.begin():
-            service = ArticleService(ArticleRepository(session), encoder)
-            results = await service.upsert_many(batch, Priority.BULK)
-        report.counts.update(r.status for r in results)
-        bar.update(len(batch))
+    """Upsert ``items`` in batches, one transaction per batch, counting the outcomes.
+
+    With ``wait`` (the default) an embedding worker runs on ``encoder`` alongside, so the
+    database work of one batch overlaps the encoding of the previous ones, and this returns
+    once every queued article is embedded (or failed: counted in ``report.counts["failed"]``).
+    Without it the articles stay pending for the service's or `related worker`'s workers.
+    """
+    settings = settings or get_settings()
+    worker = EmbeddingWorker.from_settings(database, encoder, settings) if wait else None
+    if worker is not None:
+        worker.start()
+    try:
+        queued: list[uuid.UUID] = []
+        for batch in _batches(iter(items), batch_size):
+            async with database.sessions() as session, session.begin():
+                service = ArticleService(
+                    ArticleRepository(session),
+                    encoder.model_name,
+                    worker.wake if worker is not None else None,
+                )
+                results = await service.upsert_many(batch)
+                queued += {r.article.id for r in results if r.article.embedding_status == "pending"}
+            report.counts.update(r.status for r in results)
+            bar.update(len(batch))
+        if worker is None:
+            return
+        if embed_bar is not None:
+            embed_bar.reset(total=len(queued))
+
+        def progress(done: int) -> None:
+            if embed_bar is not None:
+                embed_bar.update(done - embed_bar.n)
+
+        await wait_until_embedded(database, queued, None, worker, progress)
+        report.counts["failed"] += await _count_failed(database, queued)
+    finally:
+        if worker is not None:
+            await worker.close()
+
+
+async def _count_failed(database: Database, ids: list[uuid.UUID]) -> int:
+    async with database.sessions() as session:
+        return await ArticleRepository(session).count_failed(ids)
 
 
 async def ingest_file(
-    path: Path, database: Database, encoder: Encoder, batch_size: int, progress: bool = True
+    path: Path,
+    database: Database,
+    encoder: Encoder,
+    batch_size: int,
+    progress: bool = True,
+    wait: bool = True,
+    settings: Settings | None = None,
 ) -> IngestReport:
-    """Upsert every article of ``path``.
+    """Upsert every article of ``path``; with ``wait``, until each is embedded.
 
     Rerunning is cheap: unchanged articles are recognised by their content hash and neither
     rewritten nor re-embedded.
@@ -77,9 +125,20 @@ async def ingest_file(
     report = IngestReport()
     with path.open(encoding="utf-8") as f:
         total = sum(1 for line in f if line.strip())
-    with tqdm(total=total, unit="article", disable=not progress, desc=path.name) as bar:
+    with (
+        tqdm(total=total, unit="article", disable=not progress, desc=f"store {path.name}") as bar,
+        tqdm(total=0, unit="article", disable=not progress or not wait, desc="embed") as embed,
+    ):
         await ingest_articles(
-            read_articles(path, report), database, encoder, batch_size, bar, report
+            read_articles(path, report),
+            database,
+            encoder,
+            batch_size,
+            bar,
+            report,
+            wait,
+            embed,
+            settings,
         )
         bar.update(total - bar.n)  # invalid lines
     return report

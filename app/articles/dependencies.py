@@ -10,10 +10,14 @@ from app.core.deps import EncoderDep
 from app.core.errors import not_found
 from app.core.schemas import no_nul
 from app.db.session import SessionDep
+from app.pipeline.dependencies import WorkerDep
 
 
-def get_article_service(session: SessionDep, encoder: EncoderDep) -> ArticleService:
-    return ArticleService(ArticleRepository(session), encoder)
+def get_article_service(
+    session: SessionDep, encoder: EncoderDep, worker: WorkerDep
+) -> ArticleService:
+    wake = worker.wake if worker is not None else None
+    return ArticleService(ArticleRepository(session), encoder.model_name, wake)
 
 
 ArticleServiceDep = Annotated[ArticleService, Depends(get_article_service)]

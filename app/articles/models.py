@@ -2,7 +2,7 @@ import uuid
 from datetime import UTC, datetime
 
 from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import Computed, Index, String, Text, func
+from sqlalchemy import CheckConstraint, Computed, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -47,8 +47,25 @@ class Article(Base):
 
     embedding: Mapped[list[float] | None] = mapped_column(VECTOR(EMBEDDING_DIMENSION))
     embedding_model: Mapped[str | None] = mapped_column(String(255))
-    # sha256 of model name + embedded text: metadata edits do not cost a re-encode.
+    # sha256 of model name + embedded text: metadata edits do not cost a re-encode. While the
+    # article is pending it names the text waiting to be embedded (set by the upsert), so a
+    # worker's write-back can tell whether the text changed under it.
     embedding_hash: Mapped[str | None] = mapped_column(String(64))
+
+    # The embedding pipeline (app.pipeline): ingest stores the article as pending and returns;
+    # workers claim pending rows with a lease, embed them and mark them ready (or failed).
+    embedding_status: Mapped[str] = mapped_column(
+        String(16), default="pending", server_default="pending"
+    )
+    embedding_error: Mapped[str | None] = mapped_column(Text)
+    # Claims since the text last changed: bounds retries of an article that kills its worker.
+    embedding_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A claimed row is someone's until then; a killed worker's rows are claimable again after.
+    embedding_lease_until: Mapped[datetime | None]
+    # When the article last became pending: the queue's order and its oldest age.
+    embedding_queued_at: Mapped[datetime | None] = mapped_column(
+        default=utcnow, server_default=func.now()
+    )
 
     # Deferred: only related ranking reads it, and it is as large as the text.
     search_vector: Mapped[str | None] = mapped_column(
@@ -56,6 +73,15 @@ class Article(Base):
     )
 
     __table_args__ = (
+        CheckConstraint(
+            "embedding_status IN ('pending', 'ready', 'failed')", name="embedding_status"
+        ),
+        # Claiming reads only pending rows, oldest first: a small index however large the table.
+        Index(
+            "ix_articles_embedding_pending",
+            "embedding_queued_at",
+            postgresql_where=text("embedding_status = 'pending'"),
+        ),
         Index(
             "ix_articles_embedding_hnsw",
             "embedding",

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, select, tuple_
+from sqlalchemy import ColumnElement, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article
@@ -58,6 +58,20 @@ class ArticleRepository:
         if not ids:
             return []
         return list(await self.session.scalars(select(Article).where(Article.external_id.in_(ids))))
+
+    async def count_failed(self, ids: Sequence[uuid.UUID]) -> int:
+        failed = 0
+        for start in range(0, len(ids), 10_000):
+            chunk = list(ids[start : start + 10_000])
+            failed += (
+                await self.session.scalar(
+                    select(func.count())
+                    .select_from(Article)
+                    .where(Article.id.in_(chunk), Article.embedding_status == "failed")
+                )
+                or 0
+            )
+        return failed
 
     def add_all(self, articles: Iterable[Article]) -> None:
         self.session.add_all(articles)

@@ -16,8 +16,17 @@ from app.articles.service import validate_batch_items
 from app.core.deps import SettingsDep
 from app.core.errors import AppError, ErrorResponse
 from app.core.limits import check_text_length
+from app.pipeline.dependencies import EmbeddingWaiterDep
 
 router = APIRouter(prefix="/v1/articles", tags=["articles"])
+
+WaitParam = Annotated[
+    bool,
+    Query(
+        description="Answer once the embedding is ready (or failed), at most "
+        "RELATED_EMBEDDING_WAIT_TIMEOUT_S seconds; after that the answer says `pending`."
+    ),
+]
 
 ERRORS = {
     404: {"model": ErrorResponse, "description": "No such article"},
@@ -35,18 +44,28 @@ ERRORS = {
     },
 )
 async def upsert_article(
-    item: ArticleIn, service: ArticleServiceDep, response: Response, settings: SettingsDep
+    item: ArticleIn,
+    service: ArticleServiceDep,
+    waiter: EmbeddingWaiterDep,
+    response: Response,
+    settings: SettingsDep,
+    wait: WaitParam = False,
 ) -> ArticleOut:
     """Create or update an article by `external_id`.
 
     201 when new; 200 when updated or when the same content was sent again (nothing changes and
     nothing is re-embedded). The `Related-Upsert` header says which: created, updated, unchanged.
+    The article is stored at once and embedded in the background: `embedding_status` says
+    where it is (`pending`, `ready`, `failed`).
     """
     check_text_length(item, settings)
     result = await service.upsert(item)
     response.status_code = 201 if result.status == "created" else 200
     response.headers["Related-Upsert"] = result.status
-    return ArticleOut.model_validate(result.article)
+    article = result.article
+    if wait:
+        article = (await waiter.wait([article])).get(article.id, article)
+    return ArticleOut.model_validate(article)
 
 
 @router.post(
@@ -54,7 +73,11 @@ async def upsert_article(
     responses={413: {"model": ErrorResponse, "description": "Too many articles or bytes"}},
 )
 async def upsert_batch(
-    batch: BatchIn, service: ArticleServiceDep, settings: SettingsDep
+    batch: BatchIn,
+    service: ArticleServiceDep,
+    settings: SettingsDep,
+    waiter: EmbeddingWaiterDep,
+    wait: WaitParam = False,
 ) -> BatchOut:
     """Create or update up to 1,000 articles; one result per item, in the order sent.
 
@@ -70,6 +93,10 @@ async def upsert_batch(
         )
     valid, errors = validate_batch_items(batch.articles, settings)
     stored = await service.upsert_many([item for _, item in valid])
+    if wait:
+        fresh = await waiter.wait([r.article for r in stored])
+        for r in stored:
+            r.article = fresh.get(r.article.id, r.article)
     items = [
         BatchItemResult(index=i, status="error", error=err.body()) for i, err in errors.items()
     ]

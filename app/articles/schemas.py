@@ -90,6 +90,9 @@ class ArticleIn(BaseModel):
         return value or None
 
 
+EmbeddingStatus = Literal["pending", "ready", "failed"]
+
+
 class ArticleOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -108,7 +111,12 @@ class ArticleOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     content_hash: str
-    embedding_model: str | None
+    embedding_model: str | None = Field(description="Model of the stored vector, if any.")
+    embedding_status: EmbeddingStatus = Field(
+        description="pending: queued for the embedding workers; ready: related works; "
+        "failed: the text could not be embedded (see embedding_error)."
+    )
+    embedding_error: str | None = Field(description="Why embedding failed, when it did.")
 
 
 UpsertStatus = Literal["created", "updated", "unchanged"]

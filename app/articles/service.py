@@ -5,11 +5,12 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from app.articles.models import Article, utcnow
@@ -18,8 +19,6 @@ from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
 from app.core.config import Settings
 from app.core.errors import AppError, error_details_from_pydantic, validation_error
 from app.core.limits import text_length_errors
-from app.embedding.encoder import Encoder, Priority
-from app.embedding.model import Vectors
 from app.embedding.text import embedding_hash, embedding_text
 
 
@@ -51,37 +50,44 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class ArticleService:
-    def __init__(self, repository: ArticleRepository, encoder: Encoder) -> None:
+    def __init__(
+        self,
+        repository: ArticleRepository,
+        model_name: str,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        """``model_name`` names the vectors articles should have; ``on_queued`` is called after
+        a commit that queued articles for embedding (it wakes the in-process worker)."""
         self.repository = repository
-        self.encoder = encoder
+        self.model_name = model_name
+        self.on_queued = on_queued
+        self._hooked = False
 
     async def upsert(self, item: ArticleIn) -> UpsertResult:
-        [result] = await self.upsert_many([item], Priority.INTERACTIVE)
+        [result] = await self.upsert_many([item])
         return result
 
-    async def upsert_many(
-        self, items: list[ArticleIn], priority: Priority = Priority.BULK
-    ) -> list[UpsertResult]:
+    async def upsert_many(self, items: list[ArticleIn]) -> list[UpsertResult]:
         """Create or update by external_id, in order; later duplicates in ``items`` win.
+
+        Articles whose embedded text changed are queued (status pending) for the embedding
+        workers; nothing is encoded here, so ingest costs database time only.
 
         A concurrent request may insert one of these external_ids between our read and our
         insert; the unique constraint then fails only our savepoint, and the retry reads the
-        other writer's row and updates it. Vectors already computed are reused by the retry.
+        other writer's row and updates it.
         """
-        encoded: dict[str, Vectors] = {}
         session = self.repository.session
         for attempt in range(3):
             try:
                 async with session.begin_nested():
-                    return await self._upsert_many(items, priority, encoded)
+                    return await self._upsert_many(items)
             except IntegrityError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def _upsert_many(
-        self, items: list[ArticleIn], priority: Priority, encoded: dict[str, Vectors]
-    ) -> list[UpsertResult]:
+    async def _upsert_many(self, items: list[ArticleIn]) -> list[UpsertResult]:
         now = utcnow()
         stored = {
             a.external_id: a
@@ -114,31 +120,40 @@ class ArticleService:
                 status = "updated"
             results.append(UpsertResult(article, status))
 
-        await self._embed({id(r.article): r.article for r in results}.values(), priority, encoded)
+        if self._queue({id(r.article): r.article for r in results}.values(), now):
+            self._wake_after_commit()
         await self.repository.flush()
         return results
 
-    async def _embed(
-        self, articles: Iterable[Article], priority: Priority, encoded: dict[str, Vectors]
-    ) -> None:
-        """Encode only articles whose embedded text (or model) changed since their last vector."""
-        model = self.encoder.model_name
-        todo: dict[str, list[Article]] = {}
-        texts: dict[str, str] = {}
+    def _queue(self, articles: Iterable[Article], now: datetime) -> bool:
+        """Queue articles whose embedded text (or model) changed since their last vector.
+
+        The stale vector stays until the new one is written: related queries of other articles
+        keep finding it meanwhile, and the article itself answers 409 until it is ready.
+        """
+        queued = False
         for article in articles:
             text = embedding_text(article.title, article.summary, article.body)
-            digest = embedding_hash(model, text)
-            if article.embedding_hash != digest or article.embedding is None:
-                todo.setdefault(digest, []).append(article)
-                texts[digest] = text
-        missing = [d for d in todo if d not in encoded]
-        vectors = await self.encoder.encode([texts[d] for d in missing], priority)
-        encoded.update(zip(missing, vectors, strict=True))
-        for digest, group in todo.items():
-            for article in group:
-                article.embedding = encoded[digest].tolist()
-                article.embedding_model = model
+            digest = embedding_hash(self.model_name, text)
+            if article.embedding_hash != digest:
                 article.embedding_hash = digest
+                article.embedding_status = "pending"
+                article.embedding_error = None
+                article.embedding_attempts = 0
+                article.embedding_lease_until = None
+                article.embedding_queued_at = now
+                queued = True
+        return queued
+
+    def _wake_after_commit(self) -> None:
+        # After the commit, not now: a worker woken before it would find nothing to claim.
+        if self.on_queued is None or self._hooked:
+            return
+        callback = self.on_queued
+        event.listen(
+            self.repository.session.sync_session, "after_commit", lambda _: callback(), once=True
+        )
+        self._hooked = True
 
     async def get(self, ref: str) -> Article | None:
         return await self.repository.get_by_ref(ref)

@@ -45,6 +45,44 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
     embedding_device: str = Field(default="cpu", description="torch device (torch backend).")
+    embedder_factory: str | None = Field(
+        default=None,
+        description="`module:callable` returning an Embedder to use instead of loading "
+        "embedding_model (tests and custom encoders). Unset: the model.",
+    )
+    embedding_worker_in_process: bool = Field(
+        default=True,
+        description="Embed pending articles inside the API process. Off when separate "
+        "`related worker` processes do it.",
+    )
+    embedding_claim_size: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="Pending articles a worker claims (and writes back) at a time.",
+    )
+    embedding_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a claim lasts: a killed worker's articles are claimed again after.",
+    )
+    embedding_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Claims of one article before it is marked failed (its worker kept dying).",
+    )
+    embedding_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest pause of an idle worker between looks at the queue.",
+    )
+    embedding_wait_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Longest `?wait=true` on ingest blocks; after it the answer says pending.",
+    )
     model_cache_dir: Path = Field(
         default=Path("~/.cache/related"),
         description="Where ONNX exports of the model are kept, so each is made once.",

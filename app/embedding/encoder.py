@@ -104,10 +104,15 @@ class Encoder:
             try:
                 vectors = await loop.run_in_executor(self._executor, self.embedder.encode, texts)
             except Exception as exc:
-                logger.exception("encoding a batch of %d texts failed", len(texts))
+                if len(jobs) == 1:
+                    logger.warning("encoding %d texts failed: %s", len(texts), exc)
+                    if not jobs[0].result.done():
+                        jobs[0].result.set_exception(exc)
+                    continue
+                # Merged jobs come from different callers: one caller's bad text must not fail
+                # another's request, so each job is tried again on its own.
                 for job in jobs:
-                    if not job.result.done():
-                        job.result.set_exception(exc)
+                    await self._run_alone(job)
                 continue
             for observe in self.batch_observers:
                 observe(len(texts), time.perf_counter() - started)
@@ -116,3 +121,15 @@ class Encoder:
                 if not job.result.done():
                     job.result.set_result(vectors[offset : offset + len(job.texts)])
                 offset += len(job.texts)
+
+    async def _run_alone(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            vectors = await loop.run_in_executor(self._executor, self.embedder.encode, job.texts)
+        except Exception as exc:
+            logger.warning("encoding %d texts failed: %s", len(job.texts), exc)
+            if not job.result.done():
+                job.result.set_exception(exc)
+            return
+        if not job.result.done():
+            job.result.set_result(vectors)

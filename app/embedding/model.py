@@ -1,5 +1,6 @@
 """Loading the embedding model, offline, once per process, with the configured backend."""
 
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -76,6 +77,11 @@ def stored_name(model: str, backend: str) -> str:
 
 
 def load_embedder(settings: Settings) -> Embedder:
+    if settings.embedder_factory:
+        module_name, _, attribute = settings.embedder_factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attribute)
+        custom: Embedder = factory()
+        return custom
     base_name, path = model_path(settings.embedding_model)
     name = stored_name(base_name, settings.embedding_backend)
     embedder: Embedder

@@ -65,6 +65,31 @@ def same_category(
     return np.array([c == category for c in categories], dtype=np.float32)
 
 
+def check_embedded(article: Article, model: str) -> list[float]:
+    """409 unless the article has a ready vector from ``model``: never an empty list instead."""
+    if article.embedding_status == "failed":
+        raise AppError(
+            409,
+            "embedding_failed",
+            f"Article {article.external_id!r} could not be embedded: {article.embedding_error}. "
+            "Send it again with a changed text.",
+            {"embedding_status": "failed", "embedding_error": article.embedding_error},
+        )
+    if (
+        article.embedding_status != "ready"
+        or article.embedding is None
+        or article.embedding_model != model
+    ):
+        raise AppError(
+            409,
+            "embedding_pending",
+            f"Article {article.external_id!r} has no embedding from model {model} yet; "
+            "it is queued: try again shortly",
+            {"embedding_status": "pending", "embedding_model": article.embedding_model},
+        )
+    return article.embedding
+
+
 class RelatedService:
     def __init__(
         self,
@@ -79,22 +104,13 @@ class RelatedService:
         self.ef_search = ef_search
 
     async def for_article(self, article: Article, query: RelatedFilters) -> list[RelatedArticle]:
-        if article.embedding is None or article.embedding_model != self.encoder.model_name:
-            raise AppError(
-                409,
-                "embedding_not_ready",
-                f"Article {article.external_id!r} has no embedding from model "
-                f"{self.encoder.model_name} yet; try again shortly",
-                {"embedding_model": article.embedding_model},
-            )
+        vector = check_embedded(article, self.encoder.model_name)
         filters = self._filters(query)
         filters.append(Article.id != article.id)
         terms = None
         if not is_plain(query):
             terms = await self.repository.search_terms(article.id)
-        return await self._search(
-            article.embedding, filters, query, terms, article.body, article.category
-        )
+        return await self._search(vector, filters, query, terms, article.body, article.category)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)

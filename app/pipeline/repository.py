@@ -1,0 +1,213 @@
+"""Every SQL statement of the embedding queue: claim, write back, fail, requeue, count.
+
+The queue is the articles table itself (status ``pending``), so an article and its place in
+the queue are stored in one transaction and can never be lost between the two.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.articles.models import EMBEDDING_DIMENSION
+
+# Oldest first. SKIP LOCKED lets any number of workers claim at once without waiting on each
+# other; the lease makes a claim expire, so rows of a worker killed mid-batch are claimed again.
+# MATERIALIZED keeps the planner from re-running the locking subquery per row.
+_CLAIM = text(
+    """
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM articles
+        WHERE embedding_status = 'pending'
+          AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
+        ORDER BY embedding_queued_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE articles AS a
+    SET embedding_lease_until = now() + make_interval(secs => :lease_s),
+        embedding_attempts = a.embedding_attempts + 1
+    FROM picked
+    WHERE a.id = picked.id
+    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts
+    """
+)
+
+# Only if the text is still the one claimed (embedding_hash is rewritten by every upsert that
+# changes the text): a newer edit is never overwritten by the vector of the older text.
+_WRITE_BACK = text(
+    """
+    UPDATE articles
+    SET embedding = :embedding, embedding_model = :model, embedding_hash = :new_hash,
+        embedding_status = 'ready', embedding_error = NULL, embedding_lease_until = NULL
+    WHERE id = :id AND embedding_status = 'pending'
+      AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
+    """
+).bindparams(bindparam("embedding", type_=VECTOR(EMBEDDING_DIMENSION)))
+
+_FAIL = text(
+    """
+    UPDATE articles
+    SET embedding_status = 'failed', embedding_error = :error, embedding_lease_until = NULL
+    WHERE id = :id AND embedding_status = 'pending'
+      AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
+    """
+)
+
+# Rows of a finished batch still pending were edited meanwhile: free them for the next claim
+# rather than leave them leased until the lease runs out.
+_RELEASE = text(
+    """
+    UPDATE articles SET embedding_lease_until = NULL
+    WHERE id = ANY(:ids) AND embedding_status = 'pending'
+    """
+)
+
+# A worker stopping cleanly gives its batch back: not a failed attempt, claimable at once.
+_HAND_BACK = text(
+    """
+    UPDATE articles
+    SET embedding_lease_until = NULL, embedding_attempts = greatest(embedding_attempts - 1, 0)
+    WHERE id = ANY(:ids) AND embedding_status = 'pending'
+    """
+)
+
+# In chunks, each its own transaction: a million-row requeue never holds locks for long.
+_REQUEUE = text(
+    """
+    UPDATE articles
+    SET embedding_status = 'pending', embedding_attempts = 0, embedding_error = NULL,
+        embedding_lease_until = NULL, embedding_queued_at = now()
+    WHERE id IN (
+        SELECT id FROM articles
+        WHERE (embedding_status = 'ready' AND embedding_model IS DISTINCT FROM :model)
+           OR (:everything AND embedding_status = 'ready')
+           OR (:failed AND embedding_status = 'failed')
+        LIMIT :limit
+    )
+    """
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: uuid.UUID
+    title: str
+    summary: str | None
+    body: str
+    claimed_hash: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Embedded:
+    id: uuid.UUID
+    claimed_hash: str | None
+    vector: list[float]
+    new_hash: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    id: uuid.UUID
+    claimed_hash: str | None
+    reason: str
+
+
+@dataclass
+class QueueCounts:
+    """What the queue holds: articles per (status, model of their stored vector)."""
+
+    by_status_model: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    oldest_pending_at: datetime | None = None
+    now: datetime | None = None
+
+    def status(self, name: str) -> int:
+        return sum(n for (status, _), n in self.by_status_model.items() if status == name)
+
+    @property
+    def oldest_pending_age_s(self) -> float | None:
+        if self.oldest_pending_at is None or self.now is None:
+            return None
+        return max(0.0, (self.now - self.oldest_pending_at).total_seconds())
+
+
+class PipelineRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(self, limit: int, lease_s: float) -> list[Claimed]:
+        result = await self.session.execute(_CLAIM, {"limit": limit, "lease_s": lease_s})
+        return [Claimed(*row) for row in result.all()]
+
+    async def write_back(self, model: str, rows: Sequence[Embedded]) -> None:
+        if rows:
+            await self.session.execute(
+                _WRITE_BACK,
+                [
+                    {
+                        "id": r.id,
+                        "embedding": r.vector,
+                        "model": model,
+                        "new_hash": r.new_hash,
+                        "claimed_hash": r.claimed_hash,
+                    }
+                    for r in rows
+                ],
+            )
+
+    async def mark_failed(self, rows: Sequence[Failed]) -> None:
+        if rows:
+            await self.session.execute(
+                _FAIL,
+                [{"id": r.id, "claimed_hash": r.claimed_hash, "error": r.reason} for r in rows],
+            )
+
+    async def release(self, ids: Sequence[uuid.UUID]) -> None:
+        if ids:
+            await self.session.execute(_RELEASE, {"ids": list(ids)})
+
+    async def hand_back(self, ids: Sequence[uuid.UUID]) -> None:
+        if ids:
+            await self.session.execute(_HAND_BACK, {"ids": list(ids)})
+
+    async def requeue_chunk(
+        self, model: str, limit: int, everything: bool = False, failed: bool = False
+    ) -> int:
+        """Queue up to ``limit`` articles whose vector is not from ``model`` (or, with
+        ``everything``, every ready one; with ``failed``, failed ones too). Returns how many."""
+        result = await self.session.execute(
+            _REQUEUE,
+            {"model": model, "limit": limit, "everything": everything, "failed": failed},
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def pending_among(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        if not ids:
+            return set()
+        result = await self.session.scalars(
+            text("SELECT id FROM articles WHERE id = ANY(:ids) AND embedding_status = 'pending'"),
+            {"ids": list(ids)},
+        )
+        return set(result)
+
+    async def queue_counts(self) -> QueueCounts:
+        rows = await self.session.execute(
+            text(
+                "SELECT embedding_status, embedding_model, count(*) FROM articles "
+                "GROUP BY embedding_status, embedding_model"
+            )
+        )
+        counts = QueueCounts({(status, model): int(n) for status, model, n in rows.all()})
+        oldest = await self.session.execute(
+            text(
+                "SELECT min(embedding_queued_at), now() FROM articles "
+                "WHERE embedding_status = 'pending'"
+            )
+        )
+        counts.oldest_pending_at, counts.now = oldest.one()
+        return counts
