@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from app.auth.models import Scope
 from app.core.config import Settings
 from app.db import migrate
 from app.db.url import to_async_url
@@ -28,7 +29,7 @@ from app.embedding.text import embedding_text
 from app.main import create_app
 from app.pipeline.repository import Embedded, PipelineRepository
 from app.pipeline.worker import EmbeddingWorker, requeue
-from tests.conftest import article
+from tests.conftest import article, bearer, create_key
 from tests.fakes import HashEmbedder, PoisonEmbedder, SlowEmbedder
 
 DATABASE = "related_pipeline"
@@ -60,8 +61,11 @@ async def service(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     app = create_app(settings.model_copy(update=overrides), embedder=embedder)
     async with app.router.lifespan_context(app):
+        token = await create_key(app, Scope.ADMIN, name="pipeline-test")
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=bearer(token)
+        ) as client:
             yield client, app
 
 
