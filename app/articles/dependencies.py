@@ -9,14 +9,20 @@ from app.articles.service import ArticleService
 from app.core.deps import EncoderDep
 from app.core.errors import not_found
 from app.core.schemas import no_nul
-from app.db.session import SessionDep
+from app.db.session import ReadSessionDep, SessionDep
 
 
 def get_article_service(session: SessionDep, encoder: EncoderDep) -> ArticleService:
     return ArticleService(ArticleRepository(session), encoder)
 
 
+def get_read_article_service(session: ReadSessionDep, encoder: EncoderDep) -> ArticleService:
+    return ArticleService(ArticleRepository(session), encoder)
+
+
 ArticleServiceDep = Annotated[ArticleService, Depends(get_article_service)]
+# For requests that only read: the replica when there is one.
+ReadArticleServiceDep = Annotated[ArticleService, Depends(get_read_article_service)]
 
 ArticleRef = Annotated[
     str,
@@ -37,4 +43,9 @@ async def get_article(ref: ArticleRef, service: ArticleServiceDep) -> Article:
     return article
 
 
+async def get_read_article(ref: ArticleRef, service: ReadArticleServiceDep) -> Article:
+    return await get_article(ref, service)
+
+
 ArticleDep = Annotated[Article, Depends(get_article)]
+ReadArticleDep = Annotated[Article, Depends(get_read_article)]

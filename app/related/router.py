@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.articles.dependencies import ArticleDep
+from app.articles.dependencies import ReadArticleDep
 from app.core.errors import ErrorResponse
 from app.related.dependencies import RelatedServiceDep
 from app.related.schemas import ArticleKey, DraftIn, RelatedOut, RelatedQuery
@@ -19,7 +19,7 @@ router = APIRouter(tags=["related"])
     },
 )
 async def related_to_article(
-    article: ArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
+    article: ReadArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
 ) -> RelatedOut:
     """Articles related to a stored one, best first; never the article itself.
 
