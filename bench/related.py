@@ -35,8 +35,8 @@ by the client; req/s is completed requests over the run; any non-200 answer or t
 counts as an error. CPU: the 2 cores are shared by this process (the load generator, or the
 direct client), the API processes, PostgreSQL and anything else on the machine; each run prints
 the share of each, from /proc, and the load average. Memory: resident set (VmRSS) of each API
-process tree with the model loaded, idle after start-up, the peak under load and idle again after the runs
-load, sampled every 100 ms (shared pages count once per process).
+process tree with the model loaded: idle after start-up, the peak under load (sampled every
+100 ms) and idle again after the runs (shared pages count once per process).
 
 Recall@10: for --recall-queries articles, the plain filtered answer over HTTP against an exact
 search (the same SQL with SET LOCAL enable_indexscan = off); the unfiltered one too.
@@ -395,15 +395,15 @@ class HttpClient:
         try:
             self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            return status, await self.reader.readexactly(length)
         except Exception:
             self.close()  # the next request opens a new connection
             raise
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        return status, await self.reader.readexactly(length)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -482,7 +482,8 @@ def start_server(workers: int, database_url: str, log: Path) -> Server:
     command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     command += ["--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    output = log.open("wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     sampler = RssSampler(process.pid)
     sampler.start()
     return Server(workers, port, process, sampler)
@@ -552,7 +553,8 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
         url, min_size=max(args.clients), max_size=max(args.clients), init=register_vector
     )
     assert pool is not None
-    ids = [r["id"] for r in await pool.fetch("SELECT id FROM articles ORDER BY random() LIMIT 5000")]
+    sample = await pool.fetch("SELECT id FROM articles ORDER BY random() LIMIT 5000")
+    ids = [r["id"] for r in sample]
     share = await pool.fetchval(
         "SELECT avg((source = $1)::int)::float FROM articles", FILTER_SOURCE
     )
@@ -588,7 +590,7 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
                 for n in args.clients:
                     offset = random.randrange(len(ids))
 
-                    def pick(client: int, i: int) -> uuid.UUID:
+                    def pick(client: int, i: int, offset: int = offset) -> uuid.UUID:
                         return ids[(offset + client * 997 + i) % len(ids)]
 
                     async def direct_request(
@@ -698,7 +700,8 @@ def print_targets(runs: list[Run], recall_filtered: float) -> None:
     for ranking in sorted({r.ranking for r in runs}):
         ones = [r for r in http if r.ranking == ranking and r.clients == 1 and not r.filtered]
         gaps = [r.p(50) - direct[(ranking, False, 1)].p(50) for r in ones]
-        many = [r for r in http if r.ranking == ranking and r.clients == max(x.clients for x in runs)]
+        most = max(x.clients for x in runs)
+        many = [r for r in http if r.ranking == ranking and r.clients == most]
         filt = [r for r in http if r.ranking == ranking and r.filtered and r.clients == 1]
         best = max((r.rate for r in many if not r.filtered), default=float("nan"))
         print(
@@ -758,9 +761,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
     parser.add_argument("--clients", type=ints, default=[1, 16])
     parser.add_argument("--workers", type=ints, default=[1, 2], help="uvicorn --workers")
-    parser.add_argument(
-        "--rankings", type=lambda s: s.split(","), default=["plain", "hybrid"]
-    )
+    parser.add_argument("--rankings", type=lambda s: s.split(","), default=["plain", "hybrid"])
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--model", help="stored model name (default: the configured model's)")

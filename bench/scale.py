@@ -160,7 +160,9 @@ async def service_strategy(
 
 
 def recall(found: list[list[int]], truth: np.ndarray) -> float:
-    return statistics.mean(len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth))
+    return statistics.mean(
+        len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)
+    )
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
@@ -231,8 +233,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
             await conn.execute(f"SET hnsw.ef_search = {ef}")
             latencies, found = await timed_queries(conn, NEAREST_FILTERED, queries, 0)
             short = statistics.mean(len(f) for f in found)
+            plan = "2% filter, " + await plan_of(conn, queries[0])
             print(
-                f"{'2% filter, ' + await plan_of(conn, queries[0]):<34} {ef:>9} {percentile(latencies, 50):>8.2f} "
+                f"{plan:<34} {ef:>9} {percentile(latencies, 50):>8.2f} "
                 f"{percentile(latencies, 99):>8.2f} {recall(found, truth_filtered):>10.3f}"
                 f"  (mean {short:.1f} rows of {K})",
                 flush=True,
