@@ -44,10 +44,12 @@ search (the same SQL with SET LOCAL enable_indexscan = off); the unfiltered one 
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -86,6 +88,7 @@ NOISE = 0.45  # norm of the noise added to a seed's unit vector: cosine ~0.9 to 
 BODY_WORDS = 80
 LIMIT = 10
 TICKS = os.sysconf("SC_CLK_TCK")
+REQUEST_TIMEOUT_S = 30.0  # a request slower than this counts as an error
 
 ARTICLE_COLUMNS = (
     "id, external_id, title, body, summary, url, source, authors, language, category, tags, "
@@ -361,7 +364,7 @@ async def drive(
         while time.perf_counter() < stop:
             started = time.perf_counter()
             try:
-                ok = await request(client, i)
+                ok = await asyncio.wait_for(request(client, i), REQUEST_TIMEOUT_S)
             except Exception as exc:  # a transport error is an error, not the end of the bench
                 print(f"  {run.path}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
                 ok = False
@@ -481,7 +484,9 @@ def start_server(workers: int, database_url: str, log: Path) -> Server:
     )
     command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    command += ["--log-level", "warning"]
+    # uvicorn restarts a worker that misses a 5 s health check; on a loaded 2-core machine a
+    # worker busy loading the model misses it, and the restart loop loads the model again.
+    command += ["--log-level", "warning", "--timeout-worker-healthcheck", "60"]
     output = log.open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     sampler = RssSampler(process.pid)
@@ -658,8 +663,15 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
         await pool.close()
         for server in servers.values():
             server.rss.stopped.set()
+            tree = process_tree(server.process.pid)
             server.process.terminate()
-            server.process.wait(30)
+            try:
+                server.process.wait(30)
+            except subprocess.TimeoutExpired:
+                for pid in tree:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                server.process.wait(10)
 
 
 def label(run: Run) -> str:
@@ -668,6 +680,18 @@ def label(run: Run) -> str:
 
 def cpu_text(run: Run) -> str:
     return " ".join(f"{k} {v:.0f}%" for k, v in run.cpu.items() if v >= 0.5)
+
+
+def cpu_per_request(run: Run) -> str:
+    """CPU milliseconds per request of the API and of PostgreSQL: what other load changes least."""
+    if not run.rate:
+        return ""
+    cores = os.cpu_count() or 1
+    api = sum(v for k, v in run.cpu.items() if k.startswith("api "))
+    if run.path == "direct":
+        api = 0.0
+    to_ms = 10 * cores / run.rate  # share % of the cores over a second -> ms per request
+    return f"api {api * to_ms:.2f} pg {run.cpu.get('postgres', 0.0) * to_ms:.2f}"
 
 
 def print_run(run: Run) -> None:
@@ -681,7 +705,8 @@ def print_run(run: Run) -> None:
 def print_table(runs: list[Run]) -> None:
     print(
         f"\n{'ranking':<7} {'filter':<7} {'cli':>3} {'path':<7} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'req/s':>7} {'errors':>6} {'p50-direct':>10}  {'load average':<15} CPU share (2 cores)"
+        f"{'req/s':>7} {'errors':>6} {'p50-direct':>10} {'CPU ms/request':<18} "
+        f"{'load average':<15} CPU share of the 2 cores"
     )
     direct = {(r.ranking, r.filtered, r.clients): r for r in runs if r.path == "direct"}
     for run in runs:
@@ -689,7 +714,7 @@ def print_table(runs: list[Run]) -> None:
         gap = "" if run is base else f"{run.p(50) - base.p(50):+.2f}"
         print(
             f"{label(run)} {run.path:<7} {run.p(50):>7.2f} {run.p(99):>7.2f} {run.rate:>7.0f} "
-            f"{run.errors:>6} {gap:>10}  {run.load:<15} {cpu_text(run)}"
+            f"{run.errors:>6} {gap:>10} {cpu_per_request(run):<18} {run.load:<15} {cpu_text(run)}"
         )
 
 

@@ -12,11 +12,11 @@ from app.core.schemas import no_nul
 from app.db.session import ReadSessionDep, SessionDep
 
 
-def get_article_service(session: SessionDep, encoder: EncoderDep) -> ArticleService:
+async def get_article_service(session: SessionDep, encoder: EncoderDep) -> ArticleService:
     return ArticleService(ArticleRepository(session), encoder)
 
 
-def get_read_article_service(session: ReadSessionDep, encoder: EncoderDep) -> ArticleService:
+async def get_read_article_service(session: ReadSessionDep, encoder: EncoderDep) -> ArticleService:
     return ArticleService(ArticleRepository(session), encoder)
 
 

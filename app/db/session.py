@@ -32,5 +32,12 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function" closes the transaction when the endpoint returns, before the response goes out:
 # a client that receives 201 knows the article is committed.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def database_dependency(request: Request) -> Database:
+    # async: no thread-pool hop (see app.core.deps)
+    return get_database(request)
+
+
+DatabaseDep = Annotated[Database, Depends(database_dependency)]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

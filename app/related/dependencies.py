@@ -8,7 +8,7 @@ from app.related.repository import RelatedRepository
 from app.related.service import RelatedService
 
 
-def get_related_service(
+async def get_related_service(
     session: ReadSessionDep, encoder: EncoderDep, database: DatabaseDep, settings: SettingsDep
 ) -> RelatedService:
     return RelatedService(
