@@ -258,6 +258,7 @@ class Run:
 
     @property
     def rate(self) -> float:
+        # Successful requests only (errors are counted, not timed).
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
     def p(self, q: float) -> float:
@@ -282,15 +283,16 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds used so far by each process (those that still exist)."""
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+        used[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return used
 
 
 def machine_cpu_seconds() -> float:
@@ -317,18 +319,25 @@ class CpuMeter:
     def __init__(self, parties: dict[str, Callable[[], list[int]]]) -> None:
         self.parties = parties
 
-    def read(self) -> dict[str, float]:
-        values = {name: cpu_seconds(pids()) for name, pids in self.parties.items()}
+    def read(self) -> dict[str, Any]:
+        values: dict[str, Any] = {name: cpu_seconds(pids()) for name, pids in self.parties.items()}
         values["machine"] = machine_cpu_seconds()
         values["wall"] = time.perf_counter()
         return values
 
     @staticmethod
-    def shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    def shares(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
         wall = (after["wall"] - before["wall"]) * (os.cpu_count() or 1)
-        used = {k: after[k] - before[k] for k in before if k != "wall"}
-        shares = {k: 100 * v / wall for k, v in used.items() if k != "machine"}
-        shares["other"] = max(0.0, 100 * used["machine"] / wall - sum(shares.values()))
+        shares = {}
+        for name in before:
+            if name in ("wall", "machine"):
+                continue
+            # Per process: one that started during the run counts from zero; one that ended
+            # during it is missing from `after` and its last moments are lost (a small undercount).
+            used = sum(t - before[name].get(pid, 0.0) for pid, t in after[name].items())
+            shares[name] = 100 * used / wall
+        machine = 100 * (after["machine"] - before["machine"]) / wall
+        shares["other"] = max(0.0, machine - sum(shares.values()))
         return shares
 
 
@@ -368,9 +377,10 @@ async def drive(
             except Exception as exc:  # a transport error is an error, not the end of the bench
                 print(f"  {run.path}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
                 ok = False
-            if record:
+            if record and ok:
                 run.latencies.append((time.perf_counter() - started) * 1000)
-                run.errors += 0 if ok else 1
+            elif record:
+                run.errors += 1
             i += 1
 
     warm = time.perf_counter() + 1.0
@@ -654,7 +664,7 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
             )
         print_targets(runs, recall_filtered[0])
         if args.chart:
-            draw(runs, args.chart, len(ids))
+            draw(runs, args.chart, args.articles)
             print(f"\nchart: {args.chart}")
         for group in clients.values():
             for client in group:
@@ -772,7 +782,11 @@ def draw(runs: list[Run], path: Path, corpus: int) -> None:
             ax.set_ylabel("fraction of requests")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle(f"GET /v1/articles/{{id}}/related, {corpus:,}-article sample of the corpus")
+    loads = sorted(float(r.load.split()[0]) for r in runs if r.load)
+    fig.suptitle(
+        f"GET /v1/articles/{{id}}/related, {corpus:,} articles, 2 cores; load average during the "
+        f"runs {loads[0]:.1f} to {loads[-1]:.1f} (other work on the machine)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
