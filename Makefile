@@ -16,9 +16,10 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
-run: install  ## Load the example articles, then serve on http://127.0.0.1:8000
+run: install  ## Load the example articles, then serve on http://127.0.0.1:8000 (demo: /demo)
 	$(BIN)/related ingest examples/articles.jsonl
-	$(BIN)/related serve
+	# Reads open to anonymous callers, as for a public frontend: the /demo page sends no key.
+	RELATED_ANONYMOUS_READS=true $(BIN)/related serve
 
 test: install  ## The whole test suite, on an embedded PostgreSQL + pgvector
 	$(BIN)/pytest

@@ -1,7 +1,6 @@
 """The `related` command: serve the API, bulk-ingest JSONL, migrate the database."""
 
 import asyncio
-import logging
 import sys
 import time
 from pathlib import Path
@@ -9,21 +8,18 @@ from typing import Annotated
 
 import typer
 
+from app.auth.cli import keys_cli
 from app.core.config import get_settings
+from app.observability.logs import setup_logging
 
 cli = typer.Typer(help="Related: related articles for news sites.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+cli.add_typer(keys_cli, name="keys")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # pgserver narrates every step of starting the embedded server at INFO.
-    logging.getLogger("pgserver").setLevel(
-        max(logging.WARNING, logging.getLevelName(level.upper()))
-    )
+    setup_logging(level, get_settings().log_format)
 
 
 @cli.command()
@@ -42,6 +38,9 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
+        # The app logs each request itself (JSON, with request id and key id).
+        access_log=False,
+        log_config=None,
     )
 
 

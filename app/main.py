@@ -5,17 +5,25 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
+from app.auth.dependencies import require_by_method, require_read
+from app.auth.ratelimit import RateLimiter
+from app.core.caching import CachingMiddleware
 from app.core.config import Settings, get_settings
 from app.core.errors import ErrorResponse, install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.db.engine import open_database
+from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
 from app.health.router import router as health_router
+from app.observability.metrics import Metrics
+from app.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
+from app.observability.router import router as metrics_router
 from app.related.router import router as related_router
 
 logger = logging.getLogger(__name__)
@@ -25,7 +33,16 @@ Related articles for news sites: send articles, ask for the ones about the same 
 
 * `{ref}` in a path is our article id (a UUID) or your own `external_id`.
 * Every error has the shape `{"error": {"code", "message", "details"}}`.
+* `/v1` needs an API key (`Authorization: Bearer rk_...`, made with `related keys create`):
+  the `read` scope for reads, `write` for writes, `admin` for both. Reads may be open to
+  callers without a key (`RELATED_ANONYMOUS_READS`).
 """
+
+AUTH_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "No API key, or an invalid or revoked one"},
+    403: {"model": ErrorResponse, "description": "The API key lacks the scope"},
+    429: {"model": ErrorResponse, "description": "Rate limited; see Retry-After"},
+}
 
 
 def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
@@ -42,6 +59,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             )
         async with open_database(settings) as database:
             encoder = Encoder(model, settings.embedding_batch_size)
+            encoder.batch_observers.append(metrics.observe_encode)
+            metrics.add_queue("encoder", lambda: encoder.queue_depth)
+            metrics.watch_pool(database.engine.pool)
             encoder.start()
             app.state.database = database
             app.state.encoder = encoder
@@ -57,11 +77,30 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         lifespan=lifespan,
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
     )
+    metrics = Metrics()
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     install_error_handlers(app)
+    # Innermost first: the last added sees the request first.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(CachingMiddleware, max_age_s=settings.cache_max_age_s)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", REQUEST_ID_HEADER],
+            expose_headers=["ETag", "Retry-After", "Related-Upsert", REQUEST_ID_HEADER],
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".
-    app.include_router(related_router)
-    app.include_router(articles_router)
+    app.include_router(related_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
+    app.include_router(
+        articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
+    )
+    app.include_router(demo_router)
     return app

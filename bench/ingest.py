@@ -15,10 +15,11 @@ For each corpus (BBC full articles, UCI headlines) it measures, in this order:
   article, first and cold batch included), so Python start-up, the model load and the database
   start are left out; the wall time of the whole command is printed too.
 * http: `related serve` as a subprocess on a free loopback port and another fresh data
-  directory; once /readyz answers and one small warm-up batch (articles not in the measured
-  set) has been stored, one client POSTs the articles to /v1/articles/batch in batches of
-  --batch over real HTTP, each after the previous answer. The rate is articles over the time
-  from the first request to the last answer, and every article must come back `created`.
+  directory, with a write key made by `related keys create`; once /readyz answers and one
+  small warm-up batch (articles not in the measured set) has been stored, one client POSTs
+  the articles to /v1/articles/batch in batches of --batch over real HTTP, each after the
+  previous answer. The rate is articles over the time from the first request to the last
+  answer, and every article must come back `created`.
 
 The ratio end-to-end / model says how much of the model's speed survives the service. The runs
 follow one another on the same machine; other load on it (another test run, ...) lowers each
@@ -104,15 +105,30 @@ def http_rate(
 ) -> float:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    env = service_env(tmp / "http-data", backend)
+    # Writes need an API key: make one in the database the server is about to use.
+    created = subprocess.run(
+        [str(RELATED), "keys", "create", "--name", "bench", "--scope", "write"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if created.returncode != 0:
+        raise SystemExit(f"related keys create failed:\n{created.stderr[-3000:]}")
+    token = created.stdout.strip()
     server = subprocess.Popen(
         [str(RELATED), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp,
-        env=service_env(tmp / "http-data", backend),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        with httpx.Client(base_url=base, timeout=600) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=600, headers=headers) as client:
             deadline = time.monotonic() + 300
             while True:
                 if server.poll() is not None:

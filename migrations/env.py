@@ -5,7 +5,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import app.articles.models  # noqa: F401  (registers the tables on Base.metadata)
+# Imported to register their tables on Base.metadata.
+import app.articles.models
+import app.auth.models  # noqa: F401
 from app.core.config import get_settings
 from app.db.base import Base
 from app.db.url import resolve_database_url

@@ -1,8 +1,10 @@
 """One real PostgreSQL + pgvector (embedded) per test session, migrated once; each test starts
 from empty tables. Requests go through the real app over ASGI; the real model is loaded once."""
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,15 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from app.auth.models import Scope
+from app.auth.repository import ApiKeyRepository
+from app.auth.service import ApiKeyService
 from app.core.config import Settings
 from app.db import migrate
 from app.db.url import to_async_url
 from app.embedding.model import Embedder, load_embedder
 from app.main import create_app
+from tests.live import LiveServer
 
 TEST_DATABASE = "related_test"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "articles.jsonl"
@@ -75,14 +81,90 @@ async def app(settings: Settings, embedder: CountingEmbedder) -> AsyncIterator[A
         yield application
 
 
+async def create_key(app: Any, *scopes: Scope, name: str = "test") -> str:
+    """A new API key in the app's database; its token."""
+    async with app.state.database.sessions() as session, session.begin():
+        _, token = await ApiKeyService(ApiKeyRepository(session)).create(name, scopes)
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def admin_token(app: Any) -> str:
+    # Made once: the per-test TRUNCATE empties articles only, so it lasts the session.
+    return await create_key(app, Scope.ADMIN, name="test-admin")
+
+
+def http_client(app: Any, token: str | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers=bearer(token) if token else None,
+    )
+
+
 @pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: Any, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with an admin key: every endpoint is allowed."""
     async with app.state.database.engine.begin() as conn:
         await conn.execute(text("TRUNCATE articles"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with http_client(app, admin_token) as http:
         yield http
+
+
+@pytest.fixture
+async def anonymous_client(app: Any, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """The same app, no key (after ``client`` has emptied the tables)."""
+    async with http_client(app) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def api_headers(admin_token: str) -> dict[str, str]:
+    """Headers of a trusted client (writes, admin) over real HTTP."""
+    return bearer(admin_token)
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, embedder: CountingEmbedder) -> Iterator[LiveServer]:
+    """The real app on a loopback port (uvicorn in a thread), on the test database."""
+    # Reads open to anonymous callers, as for a public frontend: the demo page sends no key.
+    # (Settings ignore names they do not know, so this is inert until that setting exists.)
+    live_settings = Settings(**{**settings.model_dump(), "anonymous_reads": True})
+    server = LiveServer(create_app(live_settings, embedder=embedder))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def live_examples(
+    app: Any, live_server: LiveServer, api_headers: dict[str, str]
+) -> LiveServer:
+    """The live server on a database holding exactly the example articles, all embedded.
+
+    Loaded once per module (embedding them is most of the cost): a module's tests that use it
+    must not change the articles, or must do it last."""
+    async with app.state.database.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE articles"))
+    articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+    async with httpx.AsyncClient(base_url=live_server.url, headers=api_headers) as http:
+        response = await http.post("/v1/articles/batch", json={"articles": articles}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["counts"]["created"] == len(articles)
+    return live_server
 
 
 def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict[str, Any]:
     return {"external_id": external_id, "title": title, "body": body, **fields}
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, embedder: Any, **overrides: Any) -> AsyncIterator[Any]:
+    """Another app on the session's database, with some settings changed."""
+    application = create_app(settings.model_copy(update=overrides), embedder=embedder)
+    async with application.router.lifespan_context(application):
+        yield application

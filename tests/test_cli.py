@@ -9,7 +9,7 @@ from typing import Any
 
 from httpx import AsyncClient
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, article, http_client
 
 
 def related_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -68,3 +68,46 @@ def test_unreachable_database_is_one_clear_line() -> None:
     )
     assert "secret" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_keys_create_list_revoke(app: Any, database_url: str) -> None:
+    created = related_cli(
+        "keys",
+        "create",
+        "--name",
+        "cms",
+        "--scope",
+        "read",
+        "--scope",
+        "write",
+        database_url=database_url,
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("rk_") and len(token.splitlines()) == 1
+    key_id = token.split("_")[1]
+    assert f"id {key_id}, scopes read,write" in created.stderr
+
+    async with http_client(app, token) as http:
+        assert (await http.post("/v1/articles", json=article("k-1", "By key"))).status_code == 201
+        assert (await http.get("/v1/articles/k-1")).status_code == 200
+
+        listed = related_cli("keys", "list", database_url=database_url)
+        assert listed.returncode == 0, listed.stderr
+        [line] = [row for row in listed.stdout.splitlines() if row.startswith(key_id)]
+        assert line.split("\t")[1:3] == ["cms", "read,write"]
+        assert line.endswith("\tactive")
+        assert token.split("_", 2)[2] not in listed.stdout  # the secret is never shown again
+
+        revoked = related_cli("keys", "revoke", key_id, database_url=database_url)
+        assert revoked.returncode == 0 and f"revoked {key_id} (cms)" in revoked.stdout
+        assert (await http.get("/v1/articles/k-1")).status_code == 401
+        relisted = related_cli("keys", "list", database_url=database_url).stdout
+        assert not next(r for r in relisted.splitlines() if r.startswith(key_id)).endswith("active")
+
+    unknown = related_cli("keys", "revoke", "nope", database_url=database_url)
+    assert unknown.returncode == 1 and "no key 'nope'" in unknown.stderr
+    bad_scope = related_cli(
+        "keys", "create", "--name", "x", "--scope", "root", database_url=database_url
+    )
+    assert bad_scope.returncode == 2

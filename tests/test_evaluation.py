@@ -81,9 +81,11 @@ async def test_full_run_on_the_example_stories(client: Any, app: Any, tmp_path: 
 
     assert evaluation.articles == 28 and evaluation.queries == 24
     service, embedding = evaluation.scores["service"], evaluation.scores["embedding"]
-    # Each story's three other articles come first (as the related API tests show).
+    # Each story's three other articles lead the list: the best is always one of them, all three
+    # are in the top five, and nearly always the top three (the same-section prior may put an
+    # article from the story's section just above the story's local-angle piece).
     assert service.p_at_1 == embedding.p_at_1 == 1.0
-    assert service.p_at_5 == pytest.approx(3 / 5) and service.ndcg_at_10 == pytest.approx(1.0)
+    assert service.p_at_5 == pytest.approx(3 / 5) and service.ndcg_at_10 >= 0.99
     assert service.duplicate_rate == 0
     assert 0 < evaluation.scores["lexical"].p_at_1 <= 1
 

@@ -31,7 +31,7 @@ def test_shared_rare_words_lift_a_candidate_on_long_texts() -> None:
 
     by_vector = np.argsort(-(vectors @ query))
     order = order_of(
-        rerank(query, query_terms, True, vectors, terms, RerankParams(feedback_docs=1))
+        rerank(query, query_terms, True, vectors, terms, params=RerankParams(feedback_docs=1))
     )
 
     assert list(by_vector[:2]) == [0, 1]
@@ -44,7 +44,25 @@ def test_without_lexical_evidence_the_vector_order_stands() -> None:
     query = unit(list(rng.standard_normal(8)))
     vectors = np.vstack([unit(list(rng.standard_normal(8))) for _ in range(6)])
     scores = rerank(
-        query, {}, False, vectors, [{} for _ in range(6)], RerankParams(feedback_weight=0.0)
+        query, {}, False, vectors, [{} for _ in range(6)], params=RerankParams(feedback_weight=0.0)
     )
     assert order_of(scores) == list(np.argsort(-(vectors @ query), kind="stable"))
     assert len(rerank(query, {}, False, vectors[:1], [{}])) == 1
+
+
+def test_same_category_is_a_nudge_not_a_filter() -> None:
+    query = unit([1, 0, 0])
+    # Two near ties, a weak match in the same section, and unrelated articles.
+    close = [unit([0.95, 0.05, 0]), unit([0.93, 0.07, 0]), unit([0.1, 0.9, 0])]
+    vectors = np.vstack(close + [unit([0.02 * i, 0, 1]) for i in range(8)])
+    no_terms = [{} for _ in range(len(vectors))]
+    same = np.zeros(len(vectors), dtype=np.float32)
+    same[[1, 2]] = 1
+    params = RerankParams(feedback_weight=0.0)
+
+    plain = order_of(rerank(query, {}, False, vectors, no_terms, params=params))
+    nudged = order_of(rerank(query, {}, False, vectors, no_terms, same, params))
+
+    assert plain[:2] == [0, 1]
+    assert nudged[:2] == [1, 0]  # a near tie goes to the article's own section
+    assert nudged.index(0) < nudged.index(2)  # a far weaker match does not jump the queue

@@ -3,21 +3,21 @@ DATABASE_URL fails with a message that says what is wrong."""
 
 from pathlib import Path
 
-import httpx
 import pytest
 
+from app.auth.models import Scope
 from app.core.config import Settings
 from app.db.engine import DatabaseStartupError
 from app.main import create_app
-from tests.conftest import article
+from tests.conftest import article, create_key, http_client
 from tests.fakes import HashEmbedder
 
 
 async def _post_and_list(settings: Settings, item: dict[str, str] | None) -> list[str]:
     app = create_app(settings, embedder=HashEmbedder(name="fake-hash"))
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        token = await create_key(app, Scope.ADMIN)
+        async with http_client(app, token) as client:
             if item is not None:
                 assert (await client.post("/v1/articles", json=item)).status_code == 201
             page = (await client.get("/v1/articles")).json()

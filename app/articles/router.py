@@ -20,6 +20,7 @@ from app.articles.schemas import (
 from app.articles.service import validate_batch_items
 from app.core.deps import SettingsDep
 from app.core.errors import AppError, ErrorResponse
+from app.core.limits import check_text_length
 
 router = APIRouter(prefix="/v1/articles", tags=["articles"])
 
@@ -39,13 +40,14 @@ ERRORS = {
     },
 )
 async def upsert_article(
-    item: ArticleIn, service: ArticleServiceDep, response: Response
+    item: ArticleIn, service: ArticleServiceDep, response: Response, settings: SettingsDep
 ) -> ArticleOut:
     """Create or update an article by `external_id`.
 
     201 when new; 200 when updated or when the same content was sent again (nothing changes and
     nothing is re-embedded). The `Related-Upsert` header says which: created, updated, unchanged.
     """
+    check_text_length(item, settings)
     result = await service.upsert(item)
     response.status_code = 201 if result.status == "created" else 200
     response.headers["Related-Upsert"] = result.status
@@ -71,7 +73,7 @@ async def upsert_batch(
             f"A batch holds at most {limit} articles, got {len(batch.articles)}",
             {"limit": limit, "received": len(batch.articles)},
         )
-    valid, errors = validate_batch_items(batch.articles)
+    valid, errors = validate_batch_items(batch.articles, settings)
     stored = await service.upsert_many([item for _, item in valid])
     items = [
         BatchItemResult(index=i, status="error", error=err.body()) for i, err in errors.items()

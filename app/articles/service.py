@@ -15,7 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from app.articles.models import Article, utcnow
 from app.articles.repository import ArticleRepository, metadata_filters
 from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
+from app.core.config import Settings
 from app.core.errors import AppError, error_details_from_pydantic, validation_error
+from app.core.limits import text_length_errors
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.model import Vectors
 from app.embedding.text import embedding_hash, embedding_text
@@ -155,15 +157,24 @@ class ArticleService:
 
 
 def validate_batch_items(
-    raw_items: list[object],
+    raw_items: list[object], settings: Settings | None = None
 ) -> tuple[list[tuple[int, ArticleIn]], dict[int, AppError]]:
-    """Valid items with their positions, and an error per invalid position."""
+    """Valid items with their positions, and an error per invalid position.
+
+    With ``settings``, texts over the configured lengths are invalid too.
+    """
     valid: list[tuple[int, ArticleIn]] = []
     errors: dict[int, AppError] = {}
     for index, raw in enumerate(raw_items):
         try:
-            valid.append((index, ArticleIn.model_validate(raw)))
+            item = ArticleIn.model_validate(raw)
         except ValidationError as exc:
             details = error_details_from_pydantic(exc.errors(), prefix=("articles", index))
             errors[index] = validation_error(details, "Invalid article")
+            continue
+        too_long = text_length_errors(item, settings, ("articles", index)) if settings else []
+        if too_long:
+            errors[index] = validation_error(too_long, "Invalid article")
+        else:
+            valid.append((index, item))
     return valid, errors

@@ -6,10 +6,10 @@ failing on the first request that happens to need it.
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -63,10 +63,53 @@ class Settings(BaseSettings):
     )
     max_batch_articles: int = Field(default=1000, ge=1, le=10000)
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # The schemas hold the hard ceilings (what the columns and the model are sized for); these
+    # settings can only tighten them.
+    max_title_chars: int = Field(
+        default=1000, ge=1, le=1000, description="Longest title accepted (characters)."
+    )
+    max_summary_chars: int = Field(
+        default=10_000, ge=1, le=10_000, description="Longest summary accepted (characters)."
+    )
+    max_body_chars: int = Field(
+        default=200_000, ge=1, le=200_000, description="Longest body accepted (characters)."
+    )
+
+    anonymous_reads: bool = Field(
+        default=False,
+        description="Let callers without a key read (list, get, related, drafts); writes "
+        "always need a key with the write scope.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API, comma-separated; none by default.",
+    )
+    rate_limit_per_s: float = Field(
+        default=0,
+        ge=0,
+        description="Requests per second each key (or anonymous client IP) may make, per "
+        "process; 0 turns rate limiting off.",
+    )
+    rate_limit_burst: int = Field(
+        default=20, ge=1, description="Requests a key may make at once before the rate applies."
+    )
+    cache_max_age_s: int = Field(
+        default=60, ge=0, description="max-age of the Cache-Control header on article reads."
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object per line (request logs included)."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("database_url", "database_replica_url", mode="before")
     @classmethod

@@ -21,12 +21,20 @@ logger = logging.getLogger(__name__)
 class AppError(Exception):
     """An error the client can act on, carried to the response as-is."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
 
     def body(self) -> "ErrorBody":
         return ErrorBody(code=self.code, message=self.message, details=self.details)
@@ -67,15 +75,29 @@ def error_details_from_pydantic(
     return details
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
+
+
+# SQLSTATEs of a server that is down, going down, starting or full: connection exceptions
+# (class 08), admin/crash shutdown, "cannot connect now", too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def _is_database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, (OperationalError, PoolTimeoutError, OSError)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 # Stable codes where Python's status phrases differ between versions.
@@ -85,7 +107,7 @@ _HTTP_CODES = {413: "payload_too_large"}
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

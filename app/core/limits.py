@@ -1,9 +1,13 @@
-"""Request body size limit, enforced before the body is parsed (also for chunked uploads)."""
+"""Request body size limit, enforced before the body is parsed (also for chunked uploads), and
+the configurable text length limits."""
+
+from typing import Any
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import error_response
+from app.core.config import Settings
+from app.core.errors import error_response, validation_error
 
 
 def _message(limit: int) -> str:
@@ -39,3 +43,31 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def text_length_errors(
+    item: object, settings: Settings, prefix: tuple[str | int, ...] = ("body",)
+) -> list[dict[str, Any]]:
+    """Error details for each of title, summary and body over its configured length."""
+    details = []
+    for name, limit in (
+        ("title", settings.max_title_chars),
+        ("summary", settings.max_summary_chars),
+        ("body", settings.max_body_chars),
+    ):
+        value = getattr(item, name, None)
+        if isinstance(value, str) and len(value) > limit:
+            details.append(
+                {
+                    "path": ".".join(str(part) for part in (*prefix, name)),
+                    "message": f"String should have at most {limit} characters",
+                    "type": "string_too_long",
+                }
+            )
+    return details
+
+
+def check_text_length(item: object, settings: Settings) -> None:
+    details = text_length_errors(item, settings)
+    if details:
+        raise validation_error(details)

@@ -9,6 +9,8 @@ a single upsert) is served before bulk ingest, so a backfill does not hold up a 
 import asyncio
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -41,6 +43,13 @@ class Encoder:
         self._seq = itertools.count()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         self._worker: asyncio.Task[None] | None = None
+        # Called with (texts, seconds) after each batch the model encodes: the metrics hook.
+        self.batch_observers: list[Callable[[int, float], None]] = []
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting for the model, each at most ``batch_size`` texts."""
+        return self._queue.qsize()
 
     @property
     def model_name(self) -> str:
@@ -91,6 +100,7 @@ class Encoder:
             if not jobs:
                 continue
             texts = [text for job in jobs for text in job.texts]
+            started = time.perf_counter()
             try:
                 vectors = await loop.run_in_executor(self._executor, self.embedder.encode, texts)
             except Exception as exc:
@@ -99,6 +109,8 @@ class Encoder:
                     if not job.result.done():
                         job.result.set_exception(exc)
                 continue
+            for observe in self.batch_observers:
+                observe(len(texts), time.perf_counter() - started)
             offset = 0
             for job in jobs:
                 if not job.result.done():

@@ -22,6 +22,7 @@ class Corpus:
     articles: list[dict[str, Any]]
     labels: dict[str, frozenset[str]]  # external_id -> its labels
     queries: list[str] = field(default_factory=list)  # external_ids asked about
+    withheld: list[str] = field(default_factory=list)  # metadata fields that repeat the label
 
     def relevant(self, query: str, candidate: str) -> bool:
         return bool(self.labels[query] & self.labels[candidate])
@@ -71,10 +72,26 @@ def load_corpus(path: Path, protocol: Protocol) -> Corpus:
                 seen_bodies.add(digest)
             articles.append(row)
             labels[row["external_id"]] = row_labels
-    corpus = Corpus(path.stem, articles, labels)
+    corpus = Corpus(path.stem, articles, labels, withheld=_withhold_label_copies(articles, labels))
     corpus.queries = [
         a["external_id"]
         for a in articles
         if not protocol.require_partner or corpus.relevant_count(a["external_id"]) > 0
     ]
     return corpus
+
+
+def _withhold_label_copies(
+    articles: list[dict[str, Any]], labels: dict[str, frozenset[str]]
+) -> list[str]:
+    """Drop metadata that is the label under another name (BBC's `category` is its section, the
+    label): ranking may use a publisher's category, so ingesting it would leak the answer."""
+    withheld = []
+    for name in ("category", "source", "tags"):
+        if articles and all(
+            frozenset([str(a.get(name))]) == labels[a["external_id"]] for a in articles
+        ):
+            withheld.append(name)
+            for a in articles:
+                a.pop(name, None)
+    return withheld

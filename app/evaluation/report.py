@@ -23,6 +23,11 @@ def markdown(evaluation: Evaluation, protocol: Protocol, command: str) -> str:
         "",
         f"{evaluation.articles} articles, {evaluation.queries} asked about, "
         f"model {evaluation.model}. Protocol: {protocol}.",
+        *(
+            [f"Not ingested, as they repeat the label: {', '.join(evaluation.withheld)}."]
+            if evaluation.withheld
+            else []
+        ),
         "",
         f"Reproduce: `{command}`",
         "",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 from tqdm import tqdm
 
 from app.articles.bulk import IngestReport, ingest_articles
@@ -17,8 +18,9 @@ from app.evaluation.corpus import Corpus
 from app.evaluation.lexical import BM25
 from app.evaluation.metrics import K, Scores, mean_scores, query_scores
 from app.related.repository import RelatedRepository
+from app.related.rerank import lexeme_counts
 from app.related.schemas import RelatedQuery
-from app.related.select import NEAR_DUPLICATE
+from app.related.select import is_duplicate
 from app.related.service import RelatedService
 
 METHODS: dict[str, str] = {
@@ -35,6 +37,7 @@ class Evaluation:
     queries: int
     model: str
     scores: dict[str, Scores]
+    withheld: list[str]  # metadata not ingested because it repeats the label
 
 
 async def ingest(corpus: Corpus, database: Database, encoder: Encoder) -> None:
@@ -45,14 +48,25 @@ async def ingest(corpus: Corpus, database: Database, encoder: Encoder) -> None:
 
 async def _stored(database: Database) -> dict[str, Article]:
     async with database.sessions() as session:
-        return {a.external_id: a for a in await session.scalars(select(Article))}
+        query = select(Article).options(undefer(Article.search_vector))
+        return {a.external_id: a for a in await session.scalars(query)}
+
+
+def _text(article: Article) -> str:
+    return " ".join(f"{article.title} {article.summary or ''} {article.body}".split())
 
 
 def _is_duplicate(query: Article, other: Article) -> bool:
+    """An exact copy (the same headline and text), or a near one by the service's own rule
+    (app.related.select). The same body under another headline counts only by that rule: short
+    abstracts and boilerplate bodies repeat across different stories."""
     if query.embedding is None or other.embedding is None:
         return False
-    same_text = " ".join(query.body.split()) == " ".join(other.body.split()) and query.body
-    return bool(same_text) or float(np.dot(query.embedding, other.embedding)) >= NEAR_DUPLICATE
+    same_text = _text(query) == _text(other)
+    cosine = float(np.dot(query.embedding, other.embedding))
+    words = lexeme_counts(query.search_vector).keys()
+    other_words = lexeme_counts(other.search_vector).keys()
+    return bool(same_text) or is_duplicate(cosine, words, other_words)
 
 
 def _score_lists(
@@ -120,4 +134,5 @@ async def evaluate(
         queries=len(corpus.queries),
         model=encoder.model_name,
         scores={m: _score_lists(corpus, stored, r) for m, r in results.items()},
+        withheld=corpus.withheld,
     )

@@ -1,10 +1,15 @@
+import asyncio
+from functools import lru_cache
 from typing import Any
 
+from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.core.config import Settings
 from app.db.engine import Database
+from app.db.migrate import alembic_config
 
 router = APIRouter(tags=["health"])
 
@@ -15,19 +20,43 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@lru_cache
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("unused")).get_current_head()
+
+
+def _check(ok: bool, **facts: Any) -> dict[str, Any]:
+    return {"status": "ok" if ok else "fail", "ok": ok, **facts}
+
+
+async def _database_checks(database: Database) -> dict[str, dict[str, Any]]:
+    async with database.engine.connect() as conn:
+        current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    head = head_revision()
+    return {
+        "database": _check(True, pgvector=str(database.pgvector)),
+        "migrations": _check(current == head, current=current, head=head),
+    }
+
+
 @router.get("/readyz", responses={503: {"description": "A dependency is not ready"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Ready for traffic: the database answers and the model is loaded."""
+    """Ready for traffic: the database answers and is migrated to head, the model is loaded and
+    its encoder running. Each check has a status; 503 when any fails."""
     database: Database = request.app.state.database
+    settings: Settings = request.app.state.settings
     checks: dict[str, dict[str, Any]] = {}
     try:
-        async with database.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True, "pgvector": str(database.pgvector)}
+        # Bounded: a load balancer's probe must get an answer, not hang with the database.
+        checks |= await asyncio.wait_for(
+            _database_checks(database), timeout=settings.db_connect_timeout_s
+        )
     except Exception as exc:
-        checks["database"] = {"ok": False, "error": exc.__class__.__name__}
+        error = exc.__class__.__name__
+        checks["database"] = _check(False, error=error)
+        checks["migrations"] = _check(False, error="database unreachable")
     encoder = request.app.state.encoder
-    checks["model"] = {"ok": encoder.running, "name": encoder.model_name}
+    checks["model"] = _check(encoder.running, name=encoder.model_name)
     ready = all(check["ok"] for check in checks.values())
     return JSONResponse(
         status_code=200 if ready else 503,

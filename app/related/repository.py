@@ -3,13 +3,16 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Row, Text, cast, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Row, SQLColumnExpression, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article
 from app.articles.repository import metadata_filters, parse_uuid
+
+Lexemes = dict[str, int]  # lexeme -> occurrences in the text
 
 
 def related_filters(
@@ -53,17 +56,20 @@ class RelatedRepository:
         # the filter indexes stay allowed, so a selective filter still reads few rows.
         await self._set_local("enable_indexscan", "off")
 
-    async def search_terms(self, article_id: uuid.UUID) -> str | None:
-        return await self.session.scalar(
-            select(Article.search_vector).where(Article.id == article_id)
-        )
+    async def search_terms(self, article_id: uuid.UUID) -> Lexemes:
+        row = (
+            await self.session.execute(
+                select(*_lexemes(Article.search_vector)).where(Article.id == article_id)
+            )
+        ).one()
+        return _counts(row.lexemes, row.counts)
 
-    async def draft_terms(self, title: str, summary: str | None, body: str) -> str | None:
+    async def draft_terms(self, title: str, summary: str | None, body: str) -> Lexemes:
         # The same document as Article.search_vector, for text that is not stored.
         document = title + " " + (body[:10000] if body else summary or "")
-        return await self.session.scalar(
-            select(cast(func.to_tsvector(literal_column("'english'::regconfig"), document), Text))
-        )
+        vector = func.to_tsvector(literal_column("'english'::regconfig"), document)
+        row = (await self.session.execute(select(*_lexemes(vector)))).one()
+        return _counts(row.lexemes, row.counts)
 
     async def nearest(
         self,
@@ -73,10 +79,16 @@ class RelatedRepository:
         limit: int,
         with_features: bool = False,
     ) -> Sequence[Row[tuple[object, ...]]]:
-        """Nearest first; ``with_features`` adds each row's vector and lexemes (as text)."""
+        """Nearest first; ``with_features`` adds each row's vector (binary, see
+        parse_vector), lexemes and their counts (see lexemes_of), and category."""
         distance = Article.embedding.cosine_distance(vector)
         features = (
-            [cast(Article.embedding, Text).label("vector"), Article.search_vector.label("terms")]
+            [
+                # pgvector's binary form: no float formatting in PostgreSQL, no parsing here.
+                func.vector_send(Article.embedding).label("vector"),
+                *_lexemes(Article.search_vector),
+                Article.category,
+            ]
             if with_features
             else []
         )
@@ -101,6 +113,31 @@ class RelatedRepository:
         return rows
 
 
-def parse_vector(text: str) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
-    """pgvector's text form `[0.1,0.2,...]`, parsed in C rather than element by element."""
-    return np.fromstring(text[1:-1], dtype=np.float32, sep=",")
+def _lexemes(tsvector: SQLColumnExpression[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """A tsvector as two arrays, lexemes and how often each occurs: the driver decodes arrays
+    in C, where the tsvector's text form would need parsing here."""
+    occurrences = (
+        select(func.cardinality(literal_column("u.positions")))
+        .select_from(
+            func.unnest(tsvector).table_valued("lexeme", "positions", "weights").alias("u")
+        )
+        .scalar_subquery()
+    )
+    return (
+        func.tsvector_to_array(tsvector).label("lexemes"),
+        func.array(occurrences).label("counts"),
+    )
+
+
+def _counts(lexemes: Sequence[str] | None, counts: Sequence[int] | None) -> Lexemes:
+    # Both arrays come from one tsvector, in its (sorted) lexeme order.
+    return dict(zip(lexemes or (), counts or (), strict=True))
+
+
+def lexemes_of(row: Row[Any]) -> Lexemes:
+    return _counts(row.lexemes, row.counts)
+
+
+def parse_vector(binary: bytes) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
+    """pgvector's binary form: dimensions (int16), unused (int16), then big-endian float32s."""
+    return np.frombuffer(binary, dtype=">f4", offset=4).astype(np.float32)

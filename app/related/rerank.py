@@ -11,7 +11,10 @@ and short abstracts, keywords on long texts about named events, so
   length of the text asked about (headlines carry few words worth matching);
 * the query is then expanded with its best few candidates (Rocchio pseudo-relevance feedback),
   in both spaces, and the candidates are scored again: articles about the same story or topic
-  reinforce each other, one-off coincidences fade.
+  reinforce each other, one-off coincidences fade;
+* a candidate in the same category (the publisher's section) as the article gets a prior of
+  `category_weight` z-units: a nudge, not a filter, so a better match from another section
+  still wins. Where categories are absent it changes nothing.
 """
 
 import re
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 Floats = NDArray[np.float32]
 
@@ -33,6 +37,7 @@ class RerankParams:
     lexical_weight_long: float = 0.5
     feedback_docs: int = 3
     feedback_weight: float = 1.0
+    category_weight: float = 0.5
 
 
 DEFAULT_PARAMS = RerankParams()
@@ -50,20 +55,31 @@ def _zscore(x: Floats) -> Floats:
     return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
 
 
-def _tfidf(query: dict[str, int], candidates: Sequence[dict[str, int]]) -> Floats:
-    """Unit tf-idf rows (sublinear tf) for [query, *candidates], idf over those documents."""
+def _tfidf(
+    query: dict[str, int], candidates: Sequence[dict[str, int]]
+) -> tuple[Floats, "sparse.csr_array"]:
+    """Unit tf-idf vectors (sublinear tf, idf over the query and its candidates): the query's
+    dense, the candidates' as the rows of a sparse matrix (long texts share few words)."""
     vocabulary: dict[str, int] = {}
-    for doc in (query, *candidates):
-        for term in doc:
-            vocabulary.setdefault(term, len(vocabulary))
-    matrix = np.zeros((len(candidates) + 1, max(len(vocabulary), 1)), dtype=np.float32)
+    rows: list[int] = []
+    columns: list[int] = []
+    counts: list[int] = []
     for row, doc in enumerate((query, *candidates)):
-        for term, tf in doc.items():
-            matrix[row, vocabulary[term]] = 1 + np.log(tf)
-    df = (matrix > 0).sum(axis=0)
-    matrix *= np.log((1 + len(matrix)) / (1 + df)) + 1
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms > 0, norms, 1)).astype(np.float32)
+        columns.extend(vocabulary.setdefault(term, len(vocabulary)) for term in doc)
+        rows.extend([row] * len(doc))
+        counts.extend(doc.values())
+    n_docs, n_terms = len(candidates) + 1, max(len(vocabulary), 1)
+    row_of, column_of = np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64)
+    df = np.bincount(column_of, minlength=n_terms)
+    idf = np.log((1 + n_docs) / (1 + df)) + 1
+    weights = (1 + np.log(np.asarray(counts, dtype=np.float64))) * idf[column_of]
+    norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=n_docs))
+    weights /= np.where(norms > 0, norms, 1)[row_of]
+    matrix = sparse.csr_array(
+        (weights.astype(np.float32), (row_of, column_of)), shape=(n_docs, n_terms)
+    )
+    query_row = matrix[[0]].toarray().ravel()
+    return query_row, matrix[1:]
 
 
 def rerank(
@@ -72,23 +88,31 @@ def rerank(
     long_text: bool,
     vectors: Floats,
     terms: Sequence[dict[str, int]],
+    same_category: Floats | None = None,
     params: RerankParams = DEFAULT_PARAMS,
 ) -> Floats:
-    """A relevance score per candidate (z-units over the candidates; higher is better)."""
+    """A relevance score per candidate (z-units over the candidates; higher is better).
+
+    ``same_category`` is 1 for candidates in the article's category, else 0.
+    """
     if len(vectors) < 2:
         return np.zeros(len(vectors), dtype=np.float32)
+    prior = np.zeros(len(vectors), dtype=np.float32)
+    if same_category is not None:
+        prior += np.float32(params.category_weight) * same_category
     weight = params.lexical_weight_long if long_text else params.lexical_weight_short
-    lexical = _tfidf(query_terms, terms)
-    query_lex, cand_lex = lexical[0], lexical[1:]
+    query_lex, cand_lex = _tfidf(query_terms, terms)
 
     def fused(q_vec: Floats, q_lex: Floats) -> Floats:
-        return (1 - weight) * _zscore(vectors @ q_vec) + weight * _zscore(cand_lex @ q_lex)
+        semantic, lexical = _zscore(vectors @ q_vec), _zscore(cand_lex @ q_lex)
+        mixed: Floats = (1 - weight) * semantic + weight * lexical + prior
+        return mixed
 
     first = fused(query_vector, query_lex)
     best = np.argsort(-first, kind="stable")[: params.feedback_docs]
     beta = params.feedback_weight
     expanded = fused(
         query_vector + beta * vectors[best].mean(axis=0),
-        query_lex + beta * cand_lex[best].mean(axis=0),
+        query_lex + beta * np.asarray(cand_lex[best].mean(axis=0), dtype=np.float32).ravel(),
     )
     return expanded

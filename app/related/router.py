@@ -3,7 +3,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.articles.dependencies import ReadArticleDep
+from app.core.deps import SettingsDep
 from app.core.errors import ErrorResponse
+from app.core.limits import check_text_length
 from app.related.dependencies import RelatedServiceDep
 from app.related.schemas import ArticleKey, DraftIn, RelatedOut, RelatedQuery
 
@@ -38,7 +40,10 @@ async def related_to_article(
     "/v1/related",
     responses={422: {"model": ErrorResponse, "description": "Invalid text or filters"}},
 )
-async def related_to_text(draft: DraftIn, service: RelatedServiceDep) -> RelatedOut:
+async def related_to_text(
+    draft: DraftIn, service: RelatedServiceDep, settings: SettingsDep
+) -> RelatedOut:
     """Articles related to text that is not stored: a draft in a CMS, for example."""
+    check_text_length(draft, settings)
     items = await service.for_draft(draft)
     return RelatedOut(article=None, model=service.encoder.model_name, items=items)

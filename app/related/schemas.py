@@ -82,6 +82,11 @@ class DraftIn(RelatedFilters):
     title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), NoNul] = ""
     summary: Annotated[str, StringConstraints(max_length=10_000), NoNul] | None = None
     body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), NoNul] = ""
+    own_category: Label | None = Field(
+        default=None,
+        description="The draft's own category (section): related articles in the same one are "
+        "preferred, as for a stored article (not a filter; `category` filters).",
+    )
 
     @model_validator(mode="after")
     def _has_text(self) -> Self:

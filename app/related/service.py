@@ -28,8 +28,14 @@ from app.core.errors import AppError
 from app.db.engine import PgvectorVersion
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
-from app.related.repository import RelatedRepository, parse_vector, related_filters
-from app.related.rerank import lexeme_counts, rerank
+from app.related.repository import (
+    Lexemes,
+    RelatedRepository,
+    lexemes_of,
+    parse_vector,
+    related_filters,
+)
+from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
 from app.related.select import Preferences, select
 
@@ -38,6 +44,25 @@ from app.related.select import Preferences, select
 CANDIDATES = 100
 # A body this long is "long text", where shared words weigh more (see rerank.py).
 LONG_TEXT_WORDS = 120
+
+
+def is_plain(query: RelatedFilters) -> bool:
+    """Plain nearest neighbours: no spare candidates or features needed."""
+    return (
+        query.ranking == "vector"
+        and not query.dedupe
+        and query.diversity == 0
+        and query.max_per_source is None
+        and query.recency is None
+    )
+
+
+def same_category(
+    category: str | None, categories: Sequence[str | None]
+) -> "np.ndarray[tuple[int], np.dtype[np.float32]] | None":
+    if category is None:
+        return None
+    return np.array([c == category for c in categories], dtype=np.float32)
 
 
 class RelatedService:
@@ -65,17 +90,21 @@ class RelatedService:
         filters = self._filters(query)
         filters.append(Article.id != article.id)
         terms = None
-        if query.ranking == "hybrid":
+        if not is_plain(query):
             terms = await self.repository.search_terms(article.id)
-        return await self._search(article.embedding, filters, query, terms, article.body)
+        return await self._search(
+            article.embedding, filters, query, terms, article.body, article.category
+        )
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
         [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
         terms = None
-        if draft.ranking == "hybrid":
+        if not is_plain(draft):
             terms = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
-        return await self._search(vector.tolist(), self._filters(draft), draft, terms, draft.body)
+        return await self._search(
+            vector.tolist(), self._filters(draft), draft, terms, draft.body, draft.own_category
+        )
 
     @staticmethod
     def _filters(query: RelatedFilters) -> list[ColumnElement[bool]]:
@@ -98,14 +127,12 @@ class RelatedService:
         vector: Sequence[float],
         filters: list[ColumnElement[bool]],
         query: RelatedFilters,
-        terms: str | None,
+        terms: Lexemes | None,
         body: str,
+        category: str | None,
     ) -> list[RelatedArticle]:
         model, limit = self.encoder.model_name, query.limit
-        hybrid = query.ranking == "hybrid"
-        # Anything beyond plain nearest neighbours needs spare candidates and their features.
-        plain = not hybrid and not query.dedupe and query.diversity == 0
-        plain = plain and query.max_per_source is None and query.recency is None
+        plain = is_plain(query)
         wanted = limit if plain else max(limit, CANDIDATES)
         await self.repository.use_index(
             max(self.ef_search, wanted), self.pgvector.has_iterative_scan
@@ -120,13 +147,16 @@ class RelatedService:
             query_vector = np.asarray(vector, dtype=np.float32)
             vectors = np.vstack([parse_vector(row.vector) for row in rows])
             relevance = np.array([row.score for row in rows], dtype=np.float32)
-            if hybrid:
+            query_terms = terms or {}
+            row_terms = [lexemes_of(row) for row in rows]
+            if query.ranking == "hybrid":
                 relevance = rerank(
                     query_vector,
-                    lexeme_counts(terms),
+                    query_terms,
                     len(body.split()) >= LONG_TEXT_WORDS,
                     vectors,
-                    [lexeme_counts(row.terms) for row in rows],
+                    row_terms,
+                    same_category(category, [row.category for row in rows]),
                 )
             chosen = select(
                 relevance,
@@ -138,6 +168,8 @@ class RelatedService:
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
+                query_words=None if terms is None else query_terms.keys(),
+                words=[t.keys() for t in row_terms],
             )
             rows = [rows[i] for i in chosen]
         results = [RelatedArticle.model_validate(row, from_attributes=True) for row in rows[:limit]]
