@@ -489,6 +489,8 @@ def start_server(workers: int, database_url: str, log: Path) -> Server:
         RELATED_DATABASE_URL=database_url,
         RELATED_MIGRATE_ON_START="false",
         RELATED_LOG_LEVEL="warning",
+        # Reads without a key, as a public frontend's (and bench/load.py's) are.
+        RELATED_ANONYMOUS_READS="true",
         HF_HUB_OFFLINE="1",
         PYTHONPATH=str(ROOT),
     )
