@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import pgserver
 import pytest
 from sqlalchemy import text
 
+from app.auth.models import Scope
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import TEST_DATABASE, CountingEmbedder, article
+from tests.conftest import TEST_DATABASE, CountingEmbedder, article, create_key, http_client
 
 BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
 
@@ -73,8 +75,8 @@ async def replicated(
     async with application.router.lifespan_context(application):
         async with application.state.database.engine.begin() as conn:
             await conn.execute(text("TRUNCATE articles"))
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        token = await create_key(application, Scope.ADMIN, name=f"replica-{uuid.uuid4()}")
+        async with http_client(application, token) as http:
             yield application.state.database, http
 
 
