@@ -9,18 +9,25 @@ from app.articles.service import ArticleService
 from app.core.deps import EncoderDep
 from app.core.errors import not_found
 from app.core.schemas import no_nul
-from app.db.session import SessionDep
+from app.db.session import ReadSessionDep, SessionDep
 from app.pipeline.dependencies import WorkerDep
 
 
-def get_article_service(
+async def get_article_service(
     session: SessionDep, encoder: EncoderDep, worker: WorkerDep
 ) -> ArticleService:
     wake = worker.wake if worker is not None else None
     return ArticleService(ArticleRepository(session), encoder.model_name, wake)
 
 
+async def get_read_article_service(session: ReadSessionDep, encoder: EncoderDep) -> ArticleService:
+    # Reads never queue anything: nothing to wake.
+    return ArticleService(ArticleRepository(session), encoder.model_name, None)
+
+
 ArticleServiceDep = Annotated[ArticleService, Depends(get_article_service)]
+# For requests that only read: the replica when there is one.
+ReadArticleServiceDep = Annotated[ArticleService, Depends(get_read_article_service)]
 
 ArticleRef = Annotated[
     str,
@@ -41,4 +48,9 @@ async def get_article(ref: ArticleRef, service: ArticleServiceDep) -> Article:
     return article
 
 
+async def get_read_article(ref: ArticleRef, service: ReadArticleServiceDep) -> Article:
+    return await get_article(ref, service)
+
+
 ArticleDep = Annotated[Article, Depends(get_article)]
+ReadArticleDep = Annotated[Article, Depends(get_read_article)]

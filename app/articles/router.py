@@ -2,7 +2,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.articles.dependencies import ArticleDep, ArticleServiceDep
+from app.articles.dependencies import (
+    ArticleDep,
+    ArticleServiceDep,
+    ReadArticleDep,
+    ReadArticleServiceDep,
+)
 from app.articles.schemas import (
     ArticleIn,
     ArticleListQuery,
@@ -113,7 +118,7 @@ async def upsert_batch(
 
 @router.get("", responses={422: ERRORS[422]})
 async def list_articles(
-    query: Annotated[ArticleListQuery, Query()], service: ArticleServiceDep
+    query: Annotated[ArticleListQuery, Query()], service: ReadArticleServiceDep
 ) -> ArticlePage:
     """Newest first (by published_at), filtered, one page at a time."""
     articles, next_cursor = await service.list(query)
@@ -123,7 +128,7 @@ async def list_articles(
 
 
 @router.get("/{ref:path}", responses={404: ERRORS[404]})
-async def get_article(article: ArticleDep) -> ArticleOut:
+async def get_article(article: ReadArticleDep) -> ArticleOut:
     """One article, by our id or by the publisher's external_id."""
     return ArticleOut.model_validate(article)
 

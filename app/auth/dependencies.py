@@ -24,7 +24,7 @@ bearer_scheme = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def get_key_service(session: SessionDep) -> ApiKeyService:
+async def get_key_service(session: SessionDep) -> ApiKeyService:
     return ApiKeyService(ApiKeyRepository(session))
 
 

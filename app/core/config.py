@@ -22,6 +22,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "RELATED_DATABASE_URL"),
         description="PostgreSQL with pgvector. Unset: an embedded server in data_dir.",
     )
+    database_replica_url: str | None = Field(
+        default=None,
+        description="A streaming replica of DATABASE_URL for reads (related, get, list), in "
+        "read-only transactions; writes stay on the primary. Unset: everything on the primary.",
+    )
     data_dir: Path = Field(
         default=Path(".related-data"),
         description="Where the embedded PostgreSQL keeps its data (used without DATABASE_URL).",
@@ -144,7 +149,7 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "database_replica_url", mode="before")
     @classmethod
     def _postgres_url_or_unset(cls, value: object) -> object:
         if value in ("", None):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.core.config import Settings
 from app.db import migrate
-from app.db.url import resolve_database_url
+from app.db.url import resolve_database_url, to_async_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,21 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     pgvector: PgvectorVersion
+    # Reads (related, get, list): read-only transactions on the replica when one is configured,
+    # otherwise on the primary, so a read path that tries to write fails in tests too.
+    read_sessions: async_sessionmaker[AsyncSession]
+    replica_engine: AsyncEngine | None = None
     embedded_server: Any | None = None
 
     @property
     def description(self) -> str:
         url = self.engine.url
         where = "embedded" if self.embedded_server is not None else f"{url.host}:{url.port or 5432}"
-        return f"PostgreSQL {where}/{url.database}, pgvector {self.pgvector}"
+        replica = ""
+        if self.replica_engine is not None:
+            r = self.replica_engine.url
+            replica = f", reads from the replica {r.host}:{r.port or 5432}/{r.database}"
+        return f"PostgreSQL {where}/{url.database}, pgvector {self.pgvector}{replica}"
 
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
@@ -123,16 +131,31 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """Start the embedded server if needed, check pgvector, migrate, and hand out the engine."""
     url, server = await asyncio.to_thread(resolve_database_url, settings)
     engine = create_engine(url, settings)
+    replica: AsyncEngine | None = None
     try:
         await check_server(engine, url)
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, url)
         pgvector = await _installed_pgvector(engine, url)
-        sessions = async_sessionmaker(engine, expire_on_commit=False)
-        database = Database(engine, sessions, pgvector, server)
+        if settings.database_replica_url is not None:
+            replica_url = to_async_url(settings.database_replica_url)
+            replica = create_engine(replica_url, settings)
+            await check_server(replica, replica_url)
+        # asyncpg opens these transactions READ ONLY: a write on the read path is an error.
+        readers = (replica or engine).execution_options(postgresql_readonly=True)
+        database = Database(
+            engine,
+            async_sessionmaker(engine, expire_on_commit=False),
+            pgvector,
+            read_sessions=async_sessionmaker(readers, expire_on_commit=False),
+            replica_engine=replica,
+            embedded_server=server,
+        )
         logger.info("using %s", database.description)
         yield database
     finally:
+        if replica is not None:
+            await replica.dispose()
         await engine.dispose()
         if server is not None:
             await asyncio.to_thread(server.cleanup)

@@ -8,7 +8,7 @@ from app.pipeline.service import EmbeddingWaiter
 from app.pipeline.worker import EmbeddingWorker
 
 
-def get_worker(request: Request) -> EmbeddingWorker | None:
+async def get_worker(request: Request) -> EmbeddingWorker | None:
     """The in-process worker; None when separate `related worker` processes embed."""
     worker: EmbeddingWorker | None = getattr(request.app.state, "embedding_worker", None)
     return worker
@@ -17,7 +17,7 @@ def get_worker(request: Request) -> EmbeddingWorker | None:
 WorkerDep = Annotated[EmbeddingWorker | None, Depends(get_worker)]
 
 
-def get_waiter(
+async def get_waiter(
     session: SessionDep, database: DatabaseDep, worker: WorkerDep, settings: SettingsDep
 ) -> EmbeddingWaiter:
     return EmbeddingWaiter(session, database, worker, settings.embedding_wait_timeout_s)

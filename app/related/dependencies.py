@@ -3,13 +3,13 @@ from typing import Annotated
 from fastapi import Depends
 
 from app.core.deps import EncoderDep, SettingsDep
-from app.db.session import DatabaseDep, SessionDep
+from app.db.session import DatabaseDep, ReadSessionDep
 from app.related.repository import RelatedRepository
 from app.related.service import RelatedService
 
 
-def get_related_service(
-    session: SessionDep, encoder: EncoderDep, database: DatabaseDep, settings: SettingsDep
+async def get_related_service(
+    session: ReadSessionDep, encoder: EncoderDep, database: DatabaseDep, settings: SettingsDep
 ) -> RelatedService:
     return RelatedService(
         RelatedRepository(session), encoder, database.pgvector, settings.hnsw_ef_search

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.articles.dependencies import ArticleDep
+from app.articles.dependencies import ReadArticleDep
 from app.core.deps import SettingsDep
 from app.core.errors import ErrorResponse
 from app.core.limits import check_text_length
@@ -21,7 +21,7 @@ router = APIRouter(tags=["related"])
     },
 )
 async def related_to_article(
-    article: ArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
+    article: ReadArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
 ) -> RelatedOut:
     """Articles related to a stored one, best first; never the article itself.
 
