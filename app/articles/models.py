@@ -71,6 +71,11 @@ class Article(Base):
     search_vector: Mapped[str | None] = mapped_column(
         TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True
     )
+    # The same words as arrays (lexemes, and how often each occurs), for related ranking to read
+    # without unnesting a tsvector per candidate. Written by the trigger articles_fill_lexemes
+    # (migration 0005) whenever the title, body or summary is written.
+    lexemes: Mapped[list[str] | None] = mapped_column(ARRAY(Text), deferred=True)
+    lexeme_counts: Mapped[list[int] | None] = mapped_column(ARRAY(Integer), deferred=True)
 
     __table_args__ = (
         CheckConstraint(

@@ -59,17 +59,17 @@ class RelatedRepository:
     async def search_terms(self, article_id: uuid.UUID) -> Lexemes:
         row = (
             await self.session.execute(
-                select(*_lexemes(Article.search_vector)).where(Article.id == article_id)
+                select(Article.lexemes, Article.lexeme_counts).where(Article.id == article_id)
             )
         ).one()
-        return _counts(row.lexemes, row.counts)
+        return _counts(row.lexemes, row.lexeme_counts)
 
     async def draft_terms(self, title: str, summary: str | None, body: str) -> Lexemes:
         # The same document as Article.search_vector, for text that is not stored.
         document = title + " " + (body[:10000] if body else summary or "")
         vector = func.to_tsvector(literal_column("'english'::regconfig"), document)
         row = (await self.session.execute(select(*_lexemes(vector)))).one()
-        return _counts(row.lexemes, row.counts)
+        return _counts(row.lexemes, row.lexeme_counts)
 
     async def nearest(
         self,
@@ -86,7 +86,8 @@ class RelatedRepository:
             [
                 # pgvector's binary form: no float formatting in PostgreSQL, no parsing here.
                 func.vector_send(Article.embedding).label("vector"),
-                *_lexemes(Article.search_vector),
+                Article.lexemes,
+                Article.lexeme_counts,
                 Article.category,
             ]
             if with_features
@@ -114,8 +115,8 @@ class RelatedRepository:
 
 
 def _lexemes(tsvector: SQLColumnExpression[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """A tsvector as two arrays, lexemes and how often each occurs: the driver decodes arrays
-    in C, where the tsvector's text form would need parsing here."""
+    """A tsvector as two arrays, lexemes and how often each occurs, as the stored articles keep
+    them (Article.lexemes, Article.lexeme_counts): for a draft's text."""
     occurrences = (
         select(func.cardinality(literal_column("u.positions")))
         .select_from(
@@ -125,7 +126,7 @@ def _lexemes(tsvector: SQLColumnExpression[Any]) -> tuple[ColumnElement[Any], Co
     )
     return (
         func.tsvector_to_array(tsvector).label("lexemes"),
-        func.array(occurrences).label("counts"),
+        func.array(occurrences).label("lexeme_counts"),
     )
 
 
@@ -135,7 +136,7 @@ def _counts(lexemes: Sequence[str] | None, counts: Sequence[int] | None) -> Lexe
 
 
 def lexemes_of(row: Row[Any]) -> Lexemes:
-    return _counts(row.lexemes, row.counts)
+    return _counts(row.lexemes, row.lexeme_counts)
 
 
 def parse_vector(binary: bytes) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
