@@ -78,7 +78,7 @@ def free_port() -> int:
 
 
 def start_server(port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The server, and a write key made in its database first (writes need one)."""
+    """The server, and a read+write key made in its database first (writes need one)."""
     env = dict(os.environ)
     env.update(
         RELATED_DATA_DIR=str(data_dir),
@@ -88,7 +88,7 @@ def start_server(port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], st
         HF_HUB_OFFLINE="1",
     )
     created = subprocess.run(
-        [str(RELATED), "keys", "create", "--name", "load", "--scope", "write"],
+        [str(RELATED), "keys", "create", "--name", "load", "--scope", "read", "--scope", "write"],
         env=env,
         capture_output=True,
         text=True,
@@ -126,6 +126,9 @@ def seed(client: httpx.Client, articles: list[dict[str, Any]]) -> list[dict[str,
         answer.raise_for_status()
         if answer.json()["counts"]["error"]:
             raise SystemExit(f"seed batch at {start} has invalid articles")
+    # Ingest answers before embedding: the traffic starts once every seed article is ready.
+    while client.get("/v1/embedding/status").json()["counts"].get("pending", 0):
+        time.sleep(0.5)
     return articles
 
 
