@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.core.config import Settings
 from app.embedding.model import Embedder, load_embedder
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
+from bench.server import RELATED, create_key, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-RELATED = Path(sys.executable).with_name("related")
 WARM_UP = 16
 
 
@@ -96,12 +95,6 @@ def cli_rate(backend: str, articles: list[dict[str, Any]], tmp: Path) -> tuple[f
     return len(articles) / float(match[2]), len(articles) / wall
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_rate(
     backend: str,
     articles: list[dict[str, Any]],
@@ -113,18 +106,7 @@ def http_rate(
     base = f"http://127.0.0.1:{port}"
     env = service_env(tmp / "http-data", backend)
     # Writes need an API key: make one in the database the server is about to use.
-    created = subprocess.run(
-        [str(RELATED), "keys", "create", "--name", "bench", "--scope", "write"],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if created.returncode != 0:
-        raise SystemExit(f"related keys create failed:\n{created.stderr[-3000:]}")
-    token = created.stdout.strip()
+    token = create_key(env, "write", cwd=tmp)
     server = subprocess.Popen(
         [str(RELATED), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp,
@@ -135,18 +117,7 @@ def http_rate(
     try:
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, timeout=600, headers=headers) as client:
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit("related serve exited during start-up")
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("related serve was not ready within 300 s")
-                time.sleep(0.5)
+            wait_ready(client, server)
             client.post(
                 "/v1/articles/batch", params={"wait": "true"}, json={"articles": warm_up}
             ).raise_for_status()

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,9 +45,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpora import BBC, DATA_DIR, read_articles
+from bench.server import RELATED, create_key, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-RELATED = Path(sys.executable).with_name("related")
 EXAMPLES = ROOT / "examples" / "articles.jsonl"
 KINDS = ("related", "draft", "upsert")
 SEED_BATCH = 100
@@ -71,12 +70,6 @@ def parse_mix(text: str) -> dict[str, float]:
     return mix
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The server, and a read+write key made in its database first (writes need one)."""
     env = dict(os.environ)
@@ -87,35 +80,11 @@ def start_server(port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], st
         RELATED_ANONYMOUS_READS="true",
         HF_HUB_OFFLINE="1",
     )
-    created = subprocess.run(
-        [str(RELATED), "keys", "create", "--name", "load", "--scope", "read", "--scope", "write"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if created.returncode != 0:
-        raise SystemExit(f"related keys create failed:\n{created.stderr[-3000:]}")
+    token = create_key(env, "read", "write")
     server = subprocess.Popen(
         [str(RELATED), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
     )
-    return server, created.stdout.strip()
-
-
-def wait_ready(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while True:
-        if server.poll() is not None:
-            raise SystemExit("related serve exited during start-up")
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit("related serve was not ready within 300 s")
-        time.sleep(0.5)
+    return server, token
 
 
 def seed(client: httpx.Client, articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
