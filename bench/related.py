@@ -61,6 +61,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -73,8 +74,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core.config import Settings
 from app.db import migrate
+from app.db.engine import PgvectorVersion
+from app.db.reads import create_read_pool
 from app.db.url import to_async_url
 from app.embedding.model import load_embedder
+from app.related.repository import Filters, RelatedRepository
+from app.related.service import CANDIDATES, RelatedService
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -435,34 +440,29 @@ def related_path(article_id: str, ranking: str, filtered: bool) -> str:
 
 
 class DirectSql:
-    """The statements the service sends for one related request, one round trip each."""
+    """The statements the service sends for one related request, sent from this process with
+    the service's own repository (app/related/repository.py) on a pool configured like the
+    service's read pool: the article, its lexemes (hybrid), the planner's row estimate
+    (filtered), the nearest-neighbour query (with its SET LOCALs when it needs any) and the
+    exact fallback, each one round trip, as the service does. No HTTP, no FastAPI, no rerank."""
 
     def __init__(self, pool: asyncpg.Pool, model: str, ef_search: int) -> None:
         self.pool = pool
-        self.model = model
-        self.ef_search = str(ef_search)
+        self.model = SimpleNamespace(model_name=model)
+        self.ef_search = ef_search
 
     async def related(self, article_id: uuid.UUID, ranking: str, filtered: bool) -> bool:
         hybrid = ranking == "hybrid"
-        limit = 100 if hybrid else LIMIT
-        features = ", embedding::text AS vector, search_vector AS terms" if hybrid else ""
-        where = "embedding_model = $2 AND id <> $3" + (" AND source = ANY($5)" if filtered else "")
-        sql = (
-            f"SELECT {RESULT_COLUMNS}, 1 - (embedding <=> $1) AS score{features} FROM articles "
-            f"WHERE {where} ORDER BY embedding <=> $1 LIMIT $4"
-        )
-        args: list[Any] = [self.model, article_id, limit] + ([[FILTER_SOURCE]] if filtered else [])
-        async with self.pool.acquire() as conn, conn.transaction():
-            article = await conn.fetchrow(
-                f"SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = $1", article_id
-            )
+        filters = Filters(source=[FILTER_SOURCE] if filtered else (), exclude_id=article_id)
+        async with self.pool.acquire() as conn:
+            repository = RelatedRepository(conn)
+            service = RelatedService(repository, self.model, self.ef_search)  # type: ignore[arg-type]
+            article = await repository.source_article(str(article_id))
+            assert article is not None
             if hybrid:
-                await conn.fetchval("SELECT search_vector FROM articles WHERE id = $1", article_id)
-            await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", self.ef_search)
-            rows = await conn.fetch(sql, article["embedding"], *args)
-            if len(rows) < LIMIT:
-                await conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
-                rows = await conn.fetch(sql, article["embedding"], *args)
+                await repository.article_terms(article_id)
+            wanted = CANDIDATES if hybrid else LIMIT
+            rows = await service._nearest(article.embedding, filters, wanted, LIMIT, hybrid)
         return len(rows) >= LIMIT
 
 
@@ -566,10 +566,13 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
     model = load_embedder(settings).name if args.model is None else args.model
     await build_corpus(url, args, model)
 
-    pool = await asyncpg.create_pool(
-        url, min_size=max(args.clients), max_size=max(args.clients), init=register_vector
+    conn = await asyncpg.connect(url)
+    version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    await conn.close()
+    iterative_scan = PgvectorVersion.parse(version).has_iterative_scan
+    pool = await create_read_pool(
+        url, settings.model_copy(update={"db_pool_size": max(args.clients)}), iterative_scan
     )
-    assert pool is not None
     sample = await pool.fetch("SELECT id FROM articles ORDER BY random() LIMIT 5000")
     ids = [r["id"] for r in sample]
     share = await pool.fetchval(

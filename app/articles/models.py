@@ -45,6 +45,8 @@ class Article(Base):
     # sha256 of the article as the publisher sent it: an identical resend changes nothing.
     content_hash: Mapped[str] = mapped_column(String(64))
 
+    # Stored in the row, not out of line (STORAGE MAIN, migration 0006): exact scans and the
+    # hybrid ranking read it for many rows per request.
     embedding: Mapped[list[float] | None] = mapped_column(VECTOR(EMBEDDING_DIMENSION))
     embedding_model: Mapped[str | None] = mapped_column(String(255))
     # sha256 of model name + embedded text: metadata edits do not cost a re-encode. While the

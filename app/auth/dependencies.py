@@ -12,7 +12,7 @@ from app.auth.repository import ApiKeyRepository
 from app.auth.service import ApiKeyService, Principal
 from app.core.deps import SettingsDep
 from app.core.errors import AppError
-from app.db.session import SessionDep
+from app.db.session import get_database
 
 # Declares the bearer scheme in OpenAPI; the header itself is read below, so that a malformed
 # one is a 401 rather than silently anonymous.
@@ -24,11 +24,12 @@ bearer_scheme = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-async def get_key_service(session: SessionDep) -> ApiKeyService:
-    return ApiKeyService(ApiKeyRepository(session))
-
-
-KeyServiceDep = Annotated[ApiKeyService, Depends(get_key_service)]
+async def authenticate(request: Request, token: str, client: str) -> Principal | None:
+    """The key's principal, read from the primary in a transaction of its own, opened only
+    when a key is sent: anonymous reads, the bulk of a public frontend's traffic, touch no
+    database here. Not cached, so a revoked key fails from the next request."""
+    async with get_database(request).sessions() as session, session.begin():
+        return await ApiKeyService(ApiKeyRepository(session)).authenticate(token, client)
 
 
 def unauthorized(message: str) -> AppError:
@@ -39,9 +40,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _authorize(
-    request: Request, scope: Scope, service: ApiKeyService, settings: SettingsDep
-) -> Principal:
+async def _authorize(request: Request, scope: Scope, settings: SettingsDep) -> Principal:
     header = request.headers.get("authorization")
     client = client_address(request)
     if header is None:
@@ -51,7 +50,7 @@ async def _authorize(
     else:
         kind, _, token = header.partition(" ")
         found = (
-            await service.authenticate(token.strip(), client) if kind.lower() == "bearer" else None
+            await authenticate(request, token.strip(), client) if kind.lower() == "bearer" else None
         )
         if found is None:
             raise unauthorized("The API key is invalid or revoked")
@@ -79,15 +78,11 @@ async def _authorize(
     return principal
 
 
-async def require_read(
-    request: Request, _: BearerDep, service: KeyServiceDep, settings: SettingsDep
-) -> Principal:
-    return await _authorize(request, Scope.READ, service, settings)
+async def require_read(request: Request, _: BearerDep, settings: SettingsDep) -> Principal:
+    return await _authorize(request, Scope.READ, settings)
 
 
-async def require_by_method(
-    request: Request, _: BearerDep, service: KeyServiceDep, settings: SettingsDep
-) -> Principal:
+async def require_by_method(request: Request, _: BearerDep, settings: SettingsDep) -> Principal:
     """GET and HEAD read; every other method writes."""
     scope = Scope.READ if request.method in ("GET", "HEAD") else Scope.WRITE
-    return await _authorize(request, scope, service, settings)
+    return await _authorize(request, scope, settings)

@@ -7,6 +7,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -92,8 +93,11 @@ _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def _is_database_unavailable(exc: Exception) -> bool:
-    if isinstance(exc, (OperationalError, PoolTimeoutError, OSError)):
+    # asyncpg's InterfaceError: a connection of the read pool (app.db.reads) that broke.
+    if isinstance(exc, (OperationalError, PoolTimeoutError, OSError, asyncpg.InterfaceError)):
         return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES)
     if not isinstance(exc, DBAPIError):
         return False
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
@@ -133,7 +137,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "Internal server error")
 
     # Registered per class (not for Exception) so Starlette answers them without re-raising.
-    for exc_class in (DBAPIError, PoolTimeoutError, OSError):
+    for exc_class in (
+        DBAPIError,
+        PoolTimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ):
         app.add_exception_handler(exc_class, _database_error)
 
     @app.exception_handler(Exception)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.core.config import Settings
 from app.db import migrate
+from app.db.reads import create_read_pool
 from app.db.url import resolve_database_url, to_async_url
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ class Database:
     # Reads (related, get, list): read-only transactions on the replica when one is configured,
     # otherwise on the primary, so a read path that tries to write fails in tests too.
     read_sessions: async_sessionmaker[AsyncSession]
+    # Related search's own driver connections, read-only, same server as read_sessions
+    # (see app.db.reads).
+    read_pool: asyncpg.Pool
     replica_engine: AsyncEngine | None = None
     embedded_server: Any | None = None
 
@@ -132,15 +137,18 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     url, server = await asyncio.to_thread(resolve_database_url, settings)
     engine = create_engine(url, settings)
     replica: AsyncEngine | None = None
+    read_pool: asyncpg.Pool | None = None
     try:
         await check_server(engine, url)
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, url)
         pgvector = await _installed_pgvector(engine, url)
+        read_url = url
         if settings.database_replica_url is not None:
-            replica_url = to_async_url(settings.database_replica_url)
-            replica = create_engine(replica_url, settings)
-            await check_server(replica, replica_url)
+            read_url = to_async_url(settings.database_replica_url)
+            replica = create_engine(read_url, settings)
+            await check_server(replica, read_url)
+        read_pool = await create_read_pool(read_url, settings, pgvector.has_iterative_scan)
         # asyncpg opens these transactions READ ONLY: a write on the read path is an error.
         readers = (replica or engine).execution_options(postgresql_readonly=True)
         database = Database(
@@ -148,12 +156,15 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
             async_sessionmaker(engine, expire_on_commit=False),
             pgvector,
             read_sessions=async_sessionmaker(readers, expire_on_commit=False),
+            read_pool=read_pool,
             replica_engine=replica,
             embedded_server=server,
         )
         logger.info("using %s", database.description)
         yield database
     finally:
+        if read_pool is not None:
+            await read_pool.close()
         if replica is not None:
             await replica.dispose()
         await engine.dispose()

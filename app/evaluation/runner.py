@@ -88,9 +88,12 @@ async def _service_results(
     """What a frontend gets from `GET /v1/articles/{id}/related?limit=10`, in process."""
     results = {}
     for ext_id in tqdm(corpus.queries, desc="related (service)", unit="query"):
-        async with database.sessions() as session, session.begin():
-            service = RelatedService(RelatedRepository(session), encoder, database.pgvector, ef)
-            items = await service.for_article(stored[ext_id], RelatedQuery(limit=K))
+        async with database.read_pool.acquire() as connection:
+            repository = RelatedRepository(connection)
+            article = await repository.source_article(str(stored[ext_id].id))
+            assert article is not None
+            service = RelatedService(repository, encoder, ef)
+            items = await service.for_article(article, RelatedQuery(limit=K))
         results[ext_id] = [item.external_id for item in items]
     return results
 

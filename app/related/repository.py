@@ -1,133 +1,196 @@
-"""The nearest-neighbour SQL: approximate through the HNSW index, or exact."""
+"""Every statement of related search, sent with the driver on the read pool (app.db.reads).
 
+Hand-written SQL with numbered parameters: values never enter the SQL text. Vectors travel in
+pgvector's binary form (numpy arrays here), lexemes as PostgreSQL arrays.
+"""
+
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-from sqlalchemy import ColumnElement, Row, SQLColumnExpression, func, literal_column, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
-from app.articles.models import Article
-from app.articles.repository import metadata_filters, parse_uuid
+from app.articles.repository import parse_uuid
 
 Lexemes = dict[str, int]  # lexeme -> occurrences in the text
 
+RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
+# What the hybrid ranking reads of each candidate.
+FEATURE_COLUMNS = "embedding AS vector, lexemes, lexeme_counts, category"
+SOURCE_COLUMNS = (
+    "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding"
+)
 
-def related_filters(
-    *,
-    source: Sequence[str],
-    exclude_source: Sequence[str],
-    category: Sequence[str],
-    language: Sequence[str],
-    since: datetime | None,
-    until: datetime | None,
-    exclude_ids: Sequence[str],
-) -> list[ColumnElement[bool]]:
-    clauses = metadata_filters(source, category, language, since, until)
-    if exclude_source:
-        # NULL sources are not "another source" to SQL; keep them explicitly.
-        clauses.append(or_(Article.source.is_(None), Article.source.not_in(exclude_source)))
-    if exclude_ids:
-        ids = [i for i in map(parse_uuid, exclude_ids) if i is not None]
-        clauses.append(Article.external_id.not_in(exclude_ids))
-        if ids:
-            clauses.append(Article.id.not_in(ids))
-    return clauses
+
+@dataclass(frozen=True)
+class SourceArticle:
+    """The stored article whose related articles are asked for: what the search needs of it."""
+
+    id: uuid.UUID
+    external_id: str
+    category: str | None
+    embedding_status: str
+    embedding_error: str | None
+    embedding_model: str | None
+    embedding: Any | None  # float32 numpy array
+
+
+class Where:
+    """A WHERE clause and its parameters, numbered as they are added."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list[Any] = []
+
+    def param(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, clause: str) -> None:
+        self.clauses.append(clause)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) or "true"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The caller's filters (app.related.schemas.RelatedFilters, resolved)."""
+
+    source: Sequence[str] = ()
+    exclude_source: Sequence[str] = ()
+    category: Sequence[str] = ()
+    language: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    exclude_ids: Sequence[str] = ()
+    exclude_id: uuid.UUID | None = None  # the article asked about
+
+    @property
+    def restrictive(self) -> bool:
+        """Filters that can keep a small share of the corpus (exclusions cannot)."""
+        return bool(self.source or self.category or self.language or self.since or self.until)
+
+    def apply(self, where: Where) -> None:
+        if self.source:
+            where.add(f"source = ANY({where.param(list(self.source))}::text[])")
+        if self.exclude_source:
+            # NULL sources are not "another source" to SQL; keep them explicitly.
+            values = where.param(list(self.exclude_source))
+            where.add(f"(source IS NULL OR NOT source = ANY({values}::text[]))")
+        if self.category:
+            where.add(f"category = ANY({where.param(list(self.category))}::text[])")
+        if self.language:
+            languages = [language.lower() for language in self.language]
+            where.add(f"language = ANY({where.param(languages)}::text[])")
+        if self.since is not None:
+            where.add(f"published_at >= {where.param(self.since)}")
+        if self.until is not None:
+            where.add(f"published_at < {where.param(self.until)}")
+        if self.exclude_ids:
+            where.add(f"NOT external_id = ANY({where.param(list(self.exclude_ids))}::text[])")
+            ids = [i for i in map(parse_uuid, self.exclude_ids) if i is not None]
+            if ids:
+                where.add(f"NOT id = ANY({where.param(ids)}::uuid[])")
+        if self.exclude_id is not None:
+            where.add(f"id <> {where.param(self.exclude_id)}")
 
 
 class RelatedRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
 
-    async def _set_local(self, name: str, value: str) -> None:
-        # set_config(..., true) is SET LOCAL with bound parameters: it ends with the transaction.
-        await self.session.execute(select(func.set_config(name, value, True)))
-
-    async def use_index(self, ef_search: int, iterative_scan: bool) -> None:
-        await self._set_local("hnsw.ef_search", str(ef_search))
-        if iterative_scan:
-            # pgvector 0.8+: keep scanning the graph until LIMIT rows pass the filters, in order.
-            await self._set_local("hnsw.iterative_scan", "strict_order")
-
-    async def use_exact_scan(self) -> None:
-        # pgvector's documented way to get exact results despite an HNSW index; bitmap scans on
-        # the filter indexes stay allowed, so a selective filter still reads few rows.
-        await self._set_local("enable_indexscan", "off")
-
-    async def search_terms(self, article_id: uuid.UUID) -> Lexemes:
-        row = (
-            await self.session.execute(
-                select(Article.lexemes, Article.lexeme_counts).where(Article.id == article_id)
+    async def source_article(self, ref: str) -> SourceArticle | None:
+        """By our id or, failing that, by the publisher's external_id."""
+        row = None
+        article_id = parse_uuid(ref)
+        if article_id is not None:
+            row = await self.connection.fetchrow(
+                f"SELECT {SOURCE_COLUMNS} FROM articles WHERE id = $1", article_id
             )
-        ).one()
-        return _counts(row.lexemes, row.lexeme_counts)
+        if row is None:
+            row = await self.connection.fetchrow(
+                f"SELECT {SOURCE_COLUMNS} FROM articles WHERE external_id = $1", ref
+            )
+        return None if row is None else SourceArticle(**row)
+
+    async def article_terms(self, article_id: uuid.UUID) -> tuple[Lexemes, str]:
+        """The article's lexemes with their counts, and its body."""
+        row = await self.connection.fetchrow(
+            "SELECT lexemes, lexeme_counts, body FROM articles WHERE id = $1", article_id
+        )
+        if row is None:  # deleted since it was looked up: no lexical evidence
+            return {}, ""
+        return _counts(row["lexemes"], row["lexeme_counts"]), row["body"]
 
     async def draft_terms(self, title: str, summary: str | None, body: str) -> Lexemes:
-        # The same document as Article.search_vector, for text that is not stored.
+        # The same document as the stored articles' (migration 0005's trigger), for a draft.
         document = title + " " + (body[:10000] if body else summary or "")
-        vector = func.to_tsvector(literal_column("'english'::regconfig"), document)
-        row = (await self.session.execute(select(*_lexemes(vector)))).one()
-        return _counts(row.lexemes, row.lexeme_counts)
+        row = await self.connection.fetchrow(
+            "SELECT tsvector_to_array(d) AS lexemes, "
+            "ARRAY(SELECT cardinality(u.positions) FROM unnest(d) AS u) AS lexeme_counts "
+            "FROM to_tsvector('english'::regconfig, $1::text) AS d",
+            document,
+        )
+        assert row is not None
+        return _counts(row["lexemes"], row["lexeme_counts"])
+
+    async def estimated_rows(self, model: str, filters: Filters) -> float:
+        """The planner's estimate of the rows the filters keep: statistics, no scan."""
+        where = Where()
+        where.add(f"embedding_model = {where.param(model)}")
+        filters.apply(where)
+        plan = await self.connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles WHERE {where.sql}", *where.args
+        )
+        return float(json.loads(plan)[0]["Plan"]["Plan Rows"])
 
     async def nearest(
         self,
-        vector: Sequence[float],
+        vector: Any,
         model: str,
-        filters: list[ColumnElement[bool]],
+        filters: Filters,
         limit: int,
+        *,
         with_features: bool = False,
-    ) -> Sequence[Row[tuple[object, ...]]]:
-        """Nearest first; ``with_features`` adds each row's vector (binary, see
-        parse_vector), lexemes and their counts (see lexemes_of), and category."""
-        distance = Article.embedding.cosine_distance(vector)
-        features = (
-            [
-                # pgvector's binary form: no float formatting in PostgreSQL, no parsing here.
-                func.vector_send(Article.embedding).label("vector"),
-                Article.lexemes,
-                Article.lexeme_counts,
-                Article.category,
-            ]
-            if with_features
-            else []
+        ef_search: int | None = None,
+        exact: bool = False,
+    ) -> list[asyncpg.Record]:
+        """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), lexemes
+        and their counts (see lexemes_of) and category. ``ef_search`` overrides the
+        connection's; ``exact`` scans the rows the filters keep instead of the HNSW index."""
+        where = Where()
+        query = where.param(vector)
+        # Vectors of two models are never compared.
+        where.add(f"embedding_model = {where.param(model)}")
+        filters.apply(where)
+        features = f", {FEATURE_COLUMNS}" if with_features else ""
+        sql = (
+            f"SELECT {RESULT_COLUMNS}, 1 - (embedding <=> {query}) AS score{features} "
+            f"FROM articles WHERE {where.sql} "
+            f"ORDER BY embedding <=> {query} LIMIT {where.param(limit)}"
         )
-        stmt = (
-            select(
-                Article.id,
-                Article.external_id,
-                Article.title,
-                Article.url,
-                Article.source,
-                Article.published_at,
-                Article.summary,
-                (1 - distance).label("score"),
-                *features,
-            )
-            # Vectors of two models are never compared.
-            .where(Article.embedding_model == model, *filters)
-            .order_by(distance)
-            .limit(limit)
-        )
-        rows: Sequence[Row[tuple[object, ...]]] = (await self.session.execute(stmt)).all()
+        settings: list[tuple[str, str]] = []
+        if ef_search is not None:
+            settings.append(("hnsw.ef_search", str(ef_search)))
+        if exact:
+            # pgvector's documented way to get exact results despite an HNSW index; bitmap
+            # scans on the filter indexes stay allowed, so a selective filter reads few rows.
+            settings.append(("enable_indexscan", "off"))
+        rows: list[asyncpg.Record]
+        if not settings:
+            rows = await self.connection.fetch(sql, *where.args)
+            return rows
+        async with self.connection.transaction(readonly=True):
+            for name, value in settings:
+                # SET LOCAL with bound parameters: it ends with the transaction.
+                await self.connection.execute("SELECT set_config($1, $2, true)", name, value)
+            rows = await self.connection.fetch(sql, *where.args)
         return rows
-
-
-def _lexemes(tsvector: SQLColumnExpression[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """A tsvector as two arrays, lexemes and how often each occurs, as the stored articles keep
-    them (Article.lexemes, Article.lexeme_counts): for a draft's text."""
-    occurrences = (
-        select(func.cardinality(literal_column("u.positions")))
-        .select_from(
-            func.unnest(tsvector).table_valued("lexeme", "positions", "weights").alias("u")
-        )
-        .scalar_subquery()
-    )
-    return (
-        func.tsvector_to_array(tsvector).label("lexemes"),
-        func.array(occurrences).label("lexeme_counts"),
-    )
 
 
 def _counts(lexemes: Sequence[str] | None, counts: Sequence[int] | None) -> Lexemes:
@@ -135,10 +198,5 @@ def _counts(lexemes: Sequence[str] | None, counts: Sequence[int] | None) -> Lexe
     return dict(zip(lexemes or (), counts or (), strict=True))
 
 
-def lexemes_of(row: Row[Any]) -> Lexemes:
-    return _counts(row.lexemes, row.lexeme_counts)
-
-
-def parse_vector(binary: bytes) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
-    """pgvector's binary form: dimensions (int16), unused (int16), then big-endian float32s."""
-    return np.frombuffer(binary, dtype=">f4", offset=4).astype(np.float32)
+def lexemes_of(row: asyncpg.Record) -> Lexemes:
+    return _counts(row["lexemes"], row["lexeme_counts"])

@@ -2,11 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.articles.dependencies import ReadArticleDep
 from app.core.deps import SettingsDep
 from app.core.errors import ErrorResponse
 from app.core.limits import check_text_length
-from app.related.dependencies import RelatedServiceDep
+from app.related.dependencies import RelatedServiceDep, SourceArticleDep
 from app.related.schemas import ArticleKey, DraftIn, RelatedOut, RelatedQuery
 
 router = APIRouter(tags=["related"])
@@ -21,7 +20,7 @@ router = APIRouter(tags=["related"])
     },
 )
 async def related_to_article(
-    article: ReadArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
+    article: SourceArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
 ) -> RelatedOut:
     """Articles related to a stored one, best first; never the article itself.
 

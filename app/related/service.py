@@ -3,8 +3,12 @@
 HNSW applies WHERE clauses to the candidates it found, so a filtered query can come back short
 or miss the best matches. The strategy, which holds on pgvector 0.6 and 0.8 alike:
 
-1. Ask the index with ``ef_search`` at least ``limit`` (and, on 0.8+, an iterative scan that
-   keeps walking the graph until enough rows pass the filters, in exact distance order).
+0. Filters that keep few rows (the planner's estimate from its statistics, below
+   EXACT_SCAN_ROWS) go straight to an exact scan of those rows: the cost of a filtered search
+   grows with the rows it keeps, not with the corpus.
+1. Otherwise ask the index with ``ef_search`` at least ``limit`` (and, on 0.8+, an iterative
+   scan that keeps walking the graph until enough rows pass the filters, in exact distance
+   order).
    When that returns ``limit`` rows, they are the nearest matching rows: the index's candidate
    list holds the true global neighbours, and filtering a correct prefix keeps it correct.
 2. When it returns fewer, the filters are selective: fall back to an exact scan of the rows the
@@ -17,23 +21,23 @@ With ``ranking=hybrid`` (the default) the search above fetches CANDIDATES rows w
 vectors and lexemes, and app.related.rerank orders them; ``limit`` are returned.
 """
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
 import numpy as np
-from sqlalchemy import ColumnElement
 
-from app.articles.models import Article
 from app.core.errors import AppError
-from app.db.engine import PgvectorVersion
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
 from app.related.repository import (
+    Filters,
     Lexemes,
     RelatedRepository,
+    SourceArticle,
     lexemes_of,
-    parse_vector,
-    related_filters,
 )
 from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
@@ -44,6 +48,10 @@ from app.related.select import Preferences, select
 CANDIDATES = 100
 # A body this long is "long text", where shared words weigh more (see rerank.py).
 LONG_TEXT_WORDS = 120
+# Filters the planner expects to keep fewer rows than this go straight to an exact scan of
+# those rows: cheaper than an index walk that would mostly find rows the filters drop
+# (bench/related.py measures both at a 2% filter).
+EXACT_SCAN_ROWS = 10_000
 
 
 def is_plain(query: RelatedFilters) -> bool:
@@ -65,7 +73,7 @@ def same_category(
     return np.array([c == category for c in categories], dtype=np.float32)
 
 
-def check_embedded(article: Article, model: str) -> list[float]:
+def check_embedded(article: SourceArticle, model: str) -> Any:
     """409 unless the article has a ready vector from ``model``: never an empty list instead."""
     if article.embedding_status == "failed":
         raise AppError(
@@ -90,27 +98,39 @@ def check_embedded(article: Article, model: str) -> list[float]:
     return article.embedding
 
 
+def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) -> Filters:
+    since = query.since
+    if query.max_age_days is not None:
+        cutoff = datetime.now(UTC) - timedelta(days=query.max_age_days)
+        since = max(since, cutoff) if since else cutoff
+    return Filters(
+        source=query.source,
+        exclude_source=query.exclude_source,
+        category=query.category,
+        language=query.language,
+        since=since,
+        until=query.until,
+        exclude_ids=query.exclude_ids,
+        exclude_id=exclude_id,
+    )
+
+
 class RelatedService:
-    def __init__(
-        self,
-        repository: RelatedRepository,
-        encoder: Encoder,
-        pgvector: PgvectorVersion,
-        ef_search: int,
-    ) -> None:
+    def __init__(self, repository: RelatedRepository, encoder: Encoder, ef_search: int) -> None:
         self.repository = repository
         self.encoder = encoder
-        self.pgvector = pgvector
+        # The read pool's connections start with it (app.db.reads).
         self.ef_search = ef_search
 
-    async def for_article(self, article: Article, query: RelatedFilters) -> list[RelatedArticle]:
+    async def for_article(
+        self, article: SourceArticle, query: RelatedFilters
+    ) -> list[RelatedArticle]:
         vector = check_embedded(article, self.encoder.model_name)
-        filters = self._filters(query)
-        filters.append(Article.id != article.id)
-        terms = None
+        terms, body = None, ""
         if not is_plain(query):
-            terms = await self.repository.search_terms(article.id)
-        return await self._search(vector, filters, query, terms, article.body, article.category)
+            terms, body = await self.repository.article_terms(article.id)
+        filters = resolve_filters(query, exclude_id=article.id)
+        return await self._search(vector, filters, query, terms, body, article.category)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
@@ -119,50 +139,51 @@ class RelatedService:
         if not is_plain(draft):
             terms = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
         return await self._search(
-            vector.tolist(), self._filters(draft), draft, terms, draft.body, draft.own_category
+            vector, resolve_filters(draft), draft, terms, draft.body, draft.own_category
         )
 
-    @staticmethod
-    def _filters(query: RelatedFilters) -> list[ColumnElement[bool]]:
-        since = query.since
-        if query.max_age_days is not None:
-            cutoff = datetime.now(UTC) - timedelta(days=query.max_age_days)
-            since = max(since, cutoff) if since else cutoff
-        return related_filters(
-            source=query.source,
-            exclude_source=query.exclude_source,
-            category=query.category,
-            language=query.language,
-            since=since,
-            until=query.until,
-            exclude_ids=query.exclude_ids,
+    async def _nearest(
+        self, vector: Any, filters: Filters, wanted: int, limit: int, features: bool
+    ) -> list[asyncpg.Record]:
+        model = self.encoder.model_name
+        exact = filters.restrictive and (
+            await self.repository.estimated_rows(model, filters) < EXACT_SCAN_ROWS
         )
+        ef_search = max(self.ef_search, wanted)
+        rows = await self.repository.nearest(
+            vector,
+            model,
+            filters,
+            wanted,
+            with_features=features,
+            ef_search=None if exact or ef_search == self.ef_search else ef_search,
+            exact=exact,
+        )
+        # Short of `limit` means selective filters (see above); short of the extra candidates
+        # alone is not worth an exact scan.
+        if len(rows) < limit and not exact:
+            rows = await self.repository.nearest(
+                vector, model, filters, wanted, with_features=features, exact=True
+            )
+        return rows
 
     async def _search(
         self,
-        vector: Sequence[float],
-        filters: list[ColumnElement[bool]],
+        vector: Any,
+        filters: Filters,
         query: RelatedFilters,
         terms: Lexemes | None,
         body: str,
         category: str | None,
     ) -> list[RelatedArticle]:
-        model, limit = self.encoder.model_name, query.limit
+        limit = query.limit
         plain = is_plain(query)
         wanted = limit if plain else max(limit, CANDIDATES)
-        await self.repository.use_index(
-            max(self.ef_search, wanted), self.pgvector.has_iterative_scan
-        )
-        rows = await self.repository.nearest(vector, model, filters, wanted, not plain)
-        # Short of `limit` means selective filters (see above); short of the extra candidates
-        # alone is not worth an exact scan.
-        if len(rows) < limit:
-            await self.repository.use_exact_scan()
-            rows = await self.repository.nearest(vector, model, filters, wanted, not plain)
+        rows = await self._nearest(vector, filters, wanted, limit, not plain)
         if not plain and rows:
             query_vector = np.asarray(vector, dtype=np.float32)
-            vectors = np.vstack([parse_vector(row.vector) for row in rows])
-            relevance = np.array([row.score for row in rows], dtype=np.float32)
+            vectors = np.vstack([row["vector"] for row in rows])
+            relevance = np.array([row["score"] for row in rows], dtype=np.float32)
             query_terms = terms or {}
             row_terms = [lexemes_of(row) for row in rows]
             if query.ranking == "hybrid":
@@ -172,14 +193,14 @@ class RelatedService:
                     len(body.split()) >= LONG_TEXT_WORDS,
                     vectors,
                     row_terms,
-                    same_category(category, [row.category for row in rows]),
+                    same_category(category, [row["category"] for row in rows]),
                 )
             chosen = select(
                 relevance,
                 query_vector,
                 vectors,
-                [row.published_at for row in rows],
-                [row.source for row in rows],
+                [row["published_at"] for row in rows],
+                [row["source"] for row in rows],
                 datetime.now(UTC),
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
@@ -188,7 +209,19 @@ class RelatedService:
                 words=[t.keys() for t in row_terms],
             )
             rows = [rows[i] for i in chosen]
-        results = [RelatedArticle.model_validate(row, from_attributes=True) for row in rows[:limit]]
+        results = [
+            RelatedArticle(
+                id=row["id"],
+                external_id=row["external_id"],
+                title=row["title"],
+                url=row["url"],
+                source=row["source"],
+                published_at=row["published_at"],
+                summary=row["summary"],
+                score=row["score"],
+            )
+            for row in rows[:limit]
+        ]
         if query.min_score is not None:
             results = [r for r in results if r.score >= query.min_score]
         return results

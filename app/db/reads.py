@@ -1,0 +1,90 @@
+"""The hot read path's connections: an asyncpg pool, without SQLAlchemy in between.
+
+`GET /v1/articles/{ref}/related` is the request a news site makes on every page view. Through
+SQLAlchemy's session, ORM and text-form vectors it cost about 10 ms of API CPU per request
+(py-spy, bench/related.py); through the driver with binary vectors it costs a fraction of that.
+So related search sends its few hand-written statements (app/related/repository.py) on these
+connections; everything else keeps the SQLAlchemy engine.
+
+The connections are read-only (`default_transaction_read_only`), on the replica when one is
+configured, and start with the configured `hnsw.ef_search`, so a plain query needs no SET and
+no transaction: one round trip for the article, one for its neighbours.
+"""
+
+import struct
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+import numpy as np
+from fastapi import Depends, Request
+from sqlalchemy.engine import make_url
+
+from app.core.config import Settings
+from app.core.errors import AppError
+
+
+def encode_vector(value: Any) -> bytes:
+    """pgvector's binary input: dimensions (int16), unused (int16), big-endian float32s."""
+    array = np.asarray(value, dtype=">f4")
+    return struct.pack(">HH", array.shape[0], 0) + array.tobytes()
+
+
+def decode_vector(data: bytes) -> Any:
+    return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
+
+
+async def _register_vector(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "vector", encoder=encode_vector, decoder=decode_vector, format="binary"
+    )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    # asyncpg's default reset on release (RESET ALL and friends) is a round trip per request;
+    # the read path changes settings only with SET LOCAL, inside transactions that it closes.
+    return None
+
+
+def driver_dsn(sqlalchemy_url: str) -> str:
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+async def create_read_pool(
+    sqlalchemy_url: str, settings: Settings, iterative_scan: bool
+) -> asyncpg.Pool:
+    options = {
+        "default_transaction_read_only": "on",
+        "hnsw.ef_search": str(settings.hnsw_ef_search),
+    }
+    if iterative_scan:
+        # pgvector 0.8+: a filtered index scan keeps walking the graph until LIMIT rows pass
+        # the filters, in exact distance order (see app.related.service).
+        options["hnsw.iterative_scan"] = "strict_order"
+    pool = await asyncpg.create_pool(
+        driver_dsn(sqlalchemy_url),
+        min_size=1,
+        max_size=settings.db_pool_size,
+        timeout=settings.db_connect_timeout_s,
+        init=_register_vector,
+        reset=_keep_session,
+        server_settings=options,
+    )
+    assert pool is not None
+    return pool
+
+
+async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    pool: asyncpg.Pool = request.app.state.database.read_pool
+    settings: Settings = request.app.state.settings
+    try:
+        connection = await pool.acquire(timeout=settings.db_connect_timeout_s)
+    except TimeoutError as exc:
+        raise AppError(503, "database_unavailable", "The database cannot be reached") from exc
+    try:
+        yield connection
+    finally:
+        await pool.release(connection)
+
+
+ReadConnectionDep = Annotated[asyncpg.Connection, Depends(get_read_connection, scope="function")]
