@@ -21,10 +21,12 @@ Measured, for each ranking (`plain`: ranking=vector&dedupe=false, one index quer
 default, 100 candidates reranked in Python), with and without `source=source-000`, at each
 number of clients, side by side in one run:
 
-* direct: the service's SQL run with asyncpg from this process (a pool of --clients
-  connections): BEGIN, the article by id, set_config(hnsw.ef_search), the nearest-neighbour query
-  (for hybrid also the query's lexemes, and each candidate's vector and lexemes), the exact
-  fallback when the index comes back short, COMMIT: one round trip each, as the service does.
+* direct: the service's own statements (app/related/repository.py) sent from this process on a
+  pool configured like the service's read pool (app/db/reads.py; --clients connections): the
+  article by id; for hybrid its lexemes; with the filter the planner's row estimate; the
+  nearest-neighbour query (for hybrid in a transaction with SET LOCAL hnsw.ef_search, with
+  each candidate's vector and lexemes); the exact scan when the estimate is small or the index
+  comes back short. One round trip each, as the service does; no HTTP, no FastAPI, no rerank.
 * http w1, http w2: `uvicorn app.main:create_app --factory --workers N` (uvloop, httptools, log
   level warning as RELATED_LOG_LEVEL=warning) as subprocesses on the same database, driven by a
   minimal HTTP/1.1 keep-alive client on asyncio + uvloop in this process (one connection per
@@ -818,7 +820,12 @@ def main() -> None:
     )
     parser.add_argument("--database-url", help="a migrated database to fill instead")
     parser.add_argument("--reload", action="store_true", help="rebuild the corpus")
-    parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "related-latency.png")
+    parser.add_argument(
+        "--chart",
+        type=lambda s: Path(s) if s else None,
+        default=ROOT / "docs" / "related-latency.png",
+        help='where to draw the PNG ("" for none)',
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     print(f"load average at start {load_average()}; {os.cpu_count()} cores")

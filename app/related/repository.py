@@ -18,8 +18,13 @@ from app.articles.repository import parse_uuid
 Lexemes = dict[str, int]  # lexeme -> occurrences in the text
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
-# What the hybrid ranking reads of each candidate.
-FEATURE_COLUMNS = "embedding AS vector, lexemes, lexeme_counts, category"
+# What the hybrid ranking reads of each candidate. The lexemes come as one string (see
+# candidate_words): decoding a text[] makes one Python object per element in the driver, which
+# for 100 long articles cost more than the query.
+WORD_SEPARATOR = "\x1f"  # ASCII unit separator: never part of a lexeme
+FEATURE_COLUMNS = (
+    "embedding AS vector, array_to_string(lexemes, E'\\x1f') AS words, lexeme_counts, category"
+)
 SOURCE_COLUMNS = (
     "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding"
 )
@@ -161,7 +166,7 @@ class RelatedRepository:
         exact: bool = False,
     ) -> list[asyncpg.Record]:
         """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), lexemes
-        and their counts (see lexemes_of) and category. ``ef_search`` overrides the
+        and their counts, and category. ``ef_search`` overrides the
         connection's; ``exact`` scans the rows the filters keep instead of the HNSW index."""
         where = Where()
         query = where.param(vector)
@@ -193,10 +198,12 @@ class RelatedRepository:
         return rows
 
 
+def candidate_words(row: asyncpg.Record) -> tuple[list[str], list[int]]:
+    """A candidate's lexemes and their counts, as fetched with FEATURE_COLUMNS."""
+    words: str | None = row["words"]
+    return (words.split(WORD_SEPARATOR) if words else []), (row["lexeme_counts"] or [])
+
+
 def _counts(lexemes: Sequence[str] | None, counts: Sequence[int] | None) -> Lexemes:
     # Both arrays come from one tsvector, in its (sorted) lexeme order.
     return dict(zip(lexemes or (), counts or (), strict=True))
-
-
-def lexemes_of(row: asyncpg.Record) -> Lexemes:
-    return _counts(row["lexemes"], row["lexeme_counts"])

@@ -18,7 +18,7 @@ and short abstracts, keywords on long texts about named events, so
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,44 +50,63 @@ def lexeme_counts(tsvector: str | None) -> dict[str, int]:
     return {m.group(1): m.group(2).count(",") + 1 for m in _LEXEME.finditer(tsvector)}
 
 
+# A text's lexemes with their counts: a mapping, or the two parallel arrays as stored
+# (Article.lexemes, Article.lexeme_counts), which the service passes without building dicts.
+Terms = Mapping[str, int] | tuple[Sequence[str], Sequence[int]]
+
+
+def as_pair(terms: Terms) -> tuple[Sequence[str], Sequence[int]]:
+    if isinstance(terms, tuple):
+        return terms
+    return list(terms), list(terms.values())
+
+
 def _zscore(x: Floats) -> Floats:
     std = float(x.std())
     return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
 
 
-def _tfidf(
-    query: dict[str, int], candidates: Sequence[dict[str, int]]
-) -> tuple[Floats, "sparse.csr_array"]:
+def _tfidf(query: Terms, candidates: Sequence[Terms]) -> tuple[Floats, "sparse.csr_array"]:
     """Unit tf-idf vectors (sublinear tf, idf over the query and its candidates): the query's
-    dense, the candidates' as the rows of a sparse matrix (long texts share few words)."""
-    vocabulary: dict[str, int] = {}
-    rows: list[int] = []
-    columns: list[int] = []
-    counts: list[int] = []
-    for row, doc in enumerate((query, *candidates)):
-        columns.extend(vocabulary.setdefault(term, len(vocabulary)) for term in doc)
-        rows.extend([row] * len(doc))
-        counts.extend(doc.values())
-    n_docs, n_terms = len(candidates) + 1, max(len(vocabulary), 1)
-    row_of, column_of = np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64)
+    dense, the candidates' as the rows of a sparse matrix (long texts share few words).
+
+    A hundred long articles hold tens of thousands of words, and a Python statement per word
+    costs milliseconds: words become columns through their hashes, in numpy (64-bit hashes of
+    a few thousand distinct words do not collide in practice)."""
+    documents = [as_pair(terms) for terms in (query, *candidates)]
+    words: list[str] = []
+    occurrences: list[int] = []
+    for document_words, document_counts in documents:
+        words += document_words
+        occurrences += document_counts
+    hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
+    distinct, column_of = np.unique(hashes, return_inverse=True)
+    lengths = np.array([len(w) for w, _ in documents])
+    row_of = np.repeat(np.arange(len(documents)), lengths)
+    counts = np.array(occurrences, dtype=np.float64)
+    n_docs, n_terms = len(documents), max(len(distinct), 1)
     df = np.bincount(column_of, minlength=n_terms)
     idf = np.log((1 + n_docs) / (1 + df)) + 1
-    weights = (1 + np.log(np.asarray(counts, dtype=np.float64))) * idf[column_of]
+    weights = (1 + np.log(counts)) * idf[column_of]
     norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=n_docs))
     weights /= np.where(norms > 0, norms, 1)[row_of]
+    query_row = np.zeros(n_terms, dtype=np.float32)
+    query_row[column_of[: lengths[0]]] = weights[: lengths[0]]
+    # The candidates' rows as CSR directly: each document's words are already contiguous.
+    bounds = np.concatenate(([0], np.cumsum(lengths[1:])))
     matrix = sparse.csr_array(
-        (weights.astype(np.float32), (row_of, column_of)), shape=(n_docs, n_terms)
+        (weights[lengths[0] :].astype(np.float32), column_of[lengths[0] :], bounds),
+        shape=(n_docs - 1, n_terms),
     )
-    query_row = matrix[[0]].toarray().ravel()
-    return query_row, matrix[1:]
+    return query_row, matrix
 
 
 def rerank(
     query_vector: Floats,
-    query_terms: dict[str, int],
+    query_terms: Terms,
     long_text: bool,
     vectors: Floats,
-    terms: Sequence[dict[str, int]],
+    terms: Sequence[Terms],
     same_category: Floats | None = None,
     params: RerankParams = DEFAULT_PARAMS,
 ) -> Floats:

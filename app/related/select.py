@@ -4,8 +4,7 @@ freshness (`recency`), variety (`diversity`, maximal marginal relevance) and `ma
 """
 
 from collections import Counter
-from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,15 +21,17 @@ NEAR_DUPLICATE = 0.95
 SAME_WORDS = 0.9
 
 
-def jaccard(a: AbstractSet[str], b: AbstractSet[str]) -> float:
+def jaccard(a: Collection[str], b: Collection[str]) -> float:
+    a, b = set(a), set(b)
     union = len(a | b)
     return len(a & b) / union if union else 1.0
 
 
 def is_duplicate(
-    cosine: float, words: AbstractSet[str] | None, other_words: AbstractSet[str] | None
+    cosine: float, words: Collection[str] | None, other_words: Collection[str] | None
 ) -> bool:
-    """Lexemes unknown (None): cosine decides alone."""
+    """Lexemes unknown (None): cosine decides alone. (Sets are built only past the cosine
+    test: most candidates never need one.)"""
     if cosine < NEAR_DUPLICATE:
         return False
     return words is None or other_words is None or jaccard(words, other_words) >= SAME_WORDS
@@ -53,8 +54,8 @@ def select(
     sources: Sequence[str | None],
     now: datetime,
     prefs: Preferences,
-    query_words: AbstractSet[str] | None = None,
-    words: Sequence[AbstractSet[str]] | None = None,
+    query_words: Collection[str] | None = None,
+    words: Sequence[Collection[str]] | None = None,
 ) -> list[int]:
     """Indices of the chosen candidates, in the order to show them.
 

@@ -37,7 +37,7 @@ from app.related.repository import (
     Lexemes,
     RelatedRepository,
     SourceArticle,
-    lexemes_of,
+    candidate_words,
 )
 from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
@@ -185,7 +185,7 @@ class RelatedService:
             vectors = np.vstack([row["vector"] for row in rows])
             relevance = np.array([row["score"] for row in rows], dtype=np.float32)
             query_terms = terms or {}
-            row_terms = [lexemes_of(row) for row in rows]
+            row_terms = [candidate_words(row) for row in rows]
             if query.ranking == "hybrid":
                 relevance = rerank(
                     query_vector,
@@ -206,7 +206,7 @@ class RelatedService:
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
                 query_words=None if terms is None else query_terms.keys(),
-                words=[t.keys() for t in row_terms],
+                words=[words for words, _ in row_terms],
             )
             rows = [rows[i] for i in chosen]
         results = [
