@@ -484,13 +484,14 @@ class Server:
     idle_after_load: float = 0.0
 
 
-def start_server(workers: int, database_url: str, log: Path) -> Server:
+def start_server(workers: int, database_url: str, log: Path, ef_search: int) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELATED_")}
     env.update(
         RELATED_DATABASE_URL=database_url,
         RELATED_MIGRATE_ON_START="false",
         RELATED_LOG_LEVEL="warning",
+        RELATED_HNSW_EF_SEARCH=str(ef_search),
         # Reads without a key, as a public frontend's (and bench/load.py's) are.
         RELATED_ANONYMOUS_READS="true",
         HF_HUB_OFFLINE="1",
@@ -564,7 +565,7 @@ def postmaster_tree(data_dir: Path | None) -> Callable[[], list[int]]:
 
 
 async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> None:
-    settings = Settings()
+    settings = Settings() if args.ef_search is None else Settings(hnsw_ef_search=args.ef_search)
     model = load_embedder(settings).name if args.model is None else args.model
     await build_corpus(url, args, model)
 
@@ -588,7 +589,12 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
     servers: dict[str, Server] = {}
     try:
         for workers in args.workers:
-            server = start_server(workers, to_async_url(url), logs / f"uvicorn-w{workers}.log")
+            server = start_server(
+                workers,
+                to_async_url(url),
+                logs / f"uvicorn-w{workers}.log",
+                settings.hnsw_ef_search,
+            )
             await wait_ready(server, 1 + workers if workers > 1 else 1)
             server.idle_after_start = rss_mib(process_tree(server.process.pid))
             servers[f"http w{workers}"] = server
@@ -810,6 +816,9 @@ def main() -> None:
     parser.add_argument("--rankings", type=lambda s: s.split(","), default=["plain", "hybrid"])
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument(
+        "--ef-search", type=int, help="RELATED_HNSW_EF_SEARCH (default: the setting's)"
+    )
     parser.add_argument("--model", help="stored model name (default: the configured model's)")
     parser.add_argument("--shared-data", type=Path, default=DATA_DIR)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".bench-cache")
