@@ -106,7 +106,7 @@ def http_rate(
     base = f"http://127.0.0.1:{port}"
     env = service_env(tmp / "http-data", backend)
     # Writes need an API key: make one in the database the server is about to use.
-    token = create_key(env, "write", cwd=tmp)
+    token = create_key(env, "read", "write", cwd=tmp)  # writes, and polls the queue
     server = subprocess.Popen(
         [str(RELATED), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp,

@@ -174,11 +174,25 @@ class RelatedRepository:
         where.add(f"embedding_model = {where.param(model)}")
         filters.apply(where)
         features = f", {FEATURE_COLUMNS}" if with_features else ""
-        sql = (
-            f"SELECT {RESULT_COLUMNS}, 1 - (embedding <=> {query}) AS score{features} "
-            f"FROM articles WHERE {where.sql} "
-            f"ORDER BY embedding <=> {query} LIMIT {where.param(limit)}"
-        )
+        distance = f"embedding <=> {query}"
+        if exact:
+            # The ranking first, then the columns of the rows it kept: an exact scan sorts every
+            # row the filters keep, and PostgreSQL computes a SELECT list before sorting it.
+            # (Only `articles` has the selected columns but `id`, which USING merges.)
+            ranked = (
+                f"SELECT id, {distance} AS distance FROM articles WHERE {where.sql} "
+                f"ORDER BY distance LIMIT {where.param(limit)}"
+            )
+            sql = (
+                f"SELECT {RESULT_COLUMNS}, 1 - distance AS score{features} "
+                f"FROM ({ranked}) AS n JOIN articles USING (id) ORDER BY distance"
+            )
+        else:
+            # The index scan yields rows in order: the SELECT list is computed for those only.
+            sql = (
+                f"SELECT {RESULT_COLUMNS}, 1 - ({distance}) AS score{features} FROM articles "
+                f"WHERE {where.sql} ORDER BY {distance} LIMIT {where.param(limit)}"
+            )
         settings: list[tuple[str, str]] = []
         if ef_search is not None:
             settings.append(("hnsw.ef_search", str(ef_search)))
