@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from httpx import AsyncClient
 
 from app.articles.models import Article
+from app.related import service
 
 N_ARTICLES, N_CLUSTERS, DIM = 3000, 60, 384
 SOURCES = [f"source-{i}" for i in range(10)]
@@ -67,7 +69,18 @@ FILTERS: list[tuple[dict[str, Any], Any]] = [
 ]
 
 
-async def test_filtered_related_matches_exact_search(client: AsyncClient, app: Any) -> None:
+@pytest.mark.parametrize(
+    "exact_scan_rows",
+    [
+        service.EXACT_SCAN_ROWS,  # this corpus is small: every restrictive filter scans exactly
+        0,  # the index first, the exact scan only when it comes back short (large corpora)
+    ],
+    ids=["planner-estimate", "index-first"],
+)
+async def test_filtered_related_matches_exact_search(
+    client: AsyncClient, app: Any, monkeypatch: pytest.MonkeyPatch, exact_scan_rows: int
+) -> None:
+    monkeypatch.setattr(service, "EXACT_SCAN_ROWS", exact_scan_rows)
     rng = np.random.default_rng(7)
     rows = corpus(rng)
     model = app.state.encoder.model_name
@@ -89,6 +102,12 @@ async def test_filtered_related_matches_exact_search(client: AsyncClient, app: A
                 f"/v1/articles/{query['external_id']}/related",
                 params={**params, "limit": 10, "ranking": "vector", "dedupe": "false"},
             )
+            # The hybrid ranking reads the same candidates, with their features, by either path.
+            hybrid = await client.get(
+                f"/v1/articles/{query['external_id']}/related", params={**params, "limit": 10}
+            )
+            assert hybrid.status_code == 200
+            assert len(hybrid.json()["items"]) == min(10, len(expected))
             assert response.status_code == 200
             got = [r["external_id"] for r in response.json()["items"]]
             # Always `limit` results when that many articles match.
