@@ -52,7 +52,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -83,6 +82,7 @@ from app.embedding.model import load_embedder
 from app.related.repository import Filters, RelatedRepository
 from app.related.service import CANDIDATES, RelatedService
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
+from bench.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = (UCI, "mind-subcategories.jsonl", BBC, "reuters-topics.jsonl")
@@ -464,14 +464,8 @@ class DirectSql:
             if hybrid:
                 await repository.article_terms(article_id)
             wanted = CANDIDATES if hybrid else LIMIT
-            rows = await service._nearest(article.embedding, filters, wanted, LIMIT, hybrid)
+            rows = await service.nearest_rows(article.embedding, filters, wanted, LIMIT, hybrid)
         return len(rows) >= LIMIT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -49,10 +49,15 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.cleanup()
 
 
+def fresh_database(pg_server: Any, name: str) -> str:
+    """An empty database ``name`` on the test server (dropped first if it exists); its URL."""
+    pg_server.psql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};")
+    return to_async_url(pg_server.get_uri(name))
+
+
 @pytest.fixture(scope="session")
 def database_url(pg_server: Any) -> str:
-    pg_server.psql(f"DROP DATABASE IF EXISTS {TEST_DATABASE}; CREATE DATABASE {TEST_DATABASE};")
-    url = to_async_url(pg_server.get_uri(TEST_DATABASE))
+    url = fresh_database(pg_server, TEST_DATABASE)
     migrate.upgrade(url)
     return url
 

@@ -11,15 +11,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db import migrate
 from app.db.base import Base
-from app.db.url import to_async_url
+from tests.conftest import fresh_database
 
 DATABASE = "related_migrations"
 
 
 @pytest.fixture
 def scratch_url(pg_server: Any) -> str:
-    pg_server.psql(f"DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE};")
-    return to_async_url(pg_server.get_uri(DATABASE))
+    return fresh_database(pg_server, DATABASE)
 
 
 async def _state(url: str) -> dict[str, Any]:

@@ -14,10 +14,9 @@ from sqlalchemy import text
 from app.auth.models import Scope
 from app.core.config import Settings
 from app.db import migrate
-from app.db.url import to_async_url
 from app.main import create_app
 from app.observability.logs import JsonFormatter, RequestIdFilter
-from tests.conftest import article, create_key, http_client, running_app
+from tests.conftest import article, create_key, fresh_database, http_client, running_app
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -153,8 +152,7 @@ async def test_readyz_reports_each_dependency(client: AsyncClient) -> None:
 async def test_readyz_is_503_when_migrations_are_behind(
     pg_server: Any, settings: Settings, embedder: Any
 ) -> None:
-    pg_server.psql("DROP DATABASE IF EXISTS related_behind; CREATE DATABASE related_behind;")
-    url = to_async_url(pg_server.get_uri("related_behind"))
+    url = fresh_database(pg_server, "related_behind")
     await asyncio.to_thread(migrate.upgrade, url, "0002")
     async with (
         running_app(settings, embedder, database_url=url) as app,

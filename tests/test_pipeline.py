@@ -23,13 +23,12 @@ from sqlalchemy import text
 from app.auth.models import Scope
 from app.core.config import Settings
 from app.db import migrate
-from app.db.url import to_async_url
 from app.embedding.model import Embedder
 from app.embedding.text import embedding_text
 from app.main import create_app
 from app.pipeline.repository import Embedded, PipelineRepository
 from app.pipeline.worker import EmbeddingWorker, requeue
-from tests.conftest import article, bearer, create_key
+from tests.conftest import article, bearer, create_key, fresh_database
 from tests.fakes import HashEmbedder, PoisonEmbedder, SlowEmbedder
 
 DATABASE = "related_pipeline"
@@ -39,8 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def pipeline_url(pg_server: Any) -> str:
     # Its own database: the session app's in-process worker must not embed these articles.
-    pg_server.psql(f"DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE};")
-    url = to_async_url(pg_server.get_uri(DATABASE))
+    url = fresh_database(pg_server, DATABASE)
     migrate.upgrade(url)
     return url
 

@@ -143,9 +143,11 @@ class RelatedService:
             vector, resolve_filters(draft), draft, terms, draft.body, draft.own_category
         )
 
-    async def _nearest(
+    async def nearest_rows(
         self, vector: Any, filters: Filters, wanted: int, limit: int, features: bool
     ) -> list[asyncpg.Record]:
+        """The ``wanted`` nearest rows under ``filters`` by the strategy above (at least
+        ``limit`` when that many match); bench/related.py sends these same statements."""
         model = self.encoder.model_name
         exact = filters.restrictive and (
             await self.repository.estimated_rows(model, filters) < EXACT_SCAN_ROWS
@@ -180,7 +182,7 @@ class RelatedService:
         limit = query.limit
         plain = is_plain(query)
         wanted = limit if plain else max(limit, CANDIDATES)
-        rows = await self._nearest(vector, filters, wanted, limit, not plain)
+        rows = await self.nearest_rows(vector, filters, wanted, limit, not plain)
         if not plain and rows:
             query_vector = np.asarray(vector, dtype=np.float32)
             vectors = np.vstack([row["vector"] for row in rows])
