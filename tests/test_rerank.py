@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from app.related.rerank import RerankParams, lexeme_counts, rerank
+from app.related.rerank import RerankParams, rerank
+from app.related.terms import NO_TERMS, Terms
 
 
 def order_of(scores: np.ndarray) -> list[int]:  # type: ignore[type-arg]
@@ -14,24 +15,19 @@ def unit(v: list[float]) -> np.ndarray:  # type: ignore[type-arg]
     return a / np.linalg.norm(a)
 
 
-def test_lexeme_counts_reads_postgres_tsvector_text() -> None:
-    assert lexeme_counts("'catania':3,9A 'erupt':2 'it''s':5") == {
-        "catania": 2,
-        "erupt": 1,
-        "it''s": 1,
-    }
-    assert lexeme_counts(None) == {} and lexeme_counts("") == {}
+def terms(*counts: dict[str, int]) -> list[Terms]:
+    return [Terms.from_counts(c) for c in counts]
 
 
 def test_shared_rare_words_lift_a_candidate_on_long_texts() -> None:
     query = unit([1, 0, 0])
     vectors = np.vstack([unit([0.9, 0.1, 0]), unit([0.88, 0.12, 0]), unit([0, 1, 0])])
-    terms = [{"market": 2}, {"etna": 3, "catania": 2}, {"football": 1}]
-    query_terms = {"etna": 2, "catania": 1, "market": 1}
+    candidates = terms({"market": 2}, {"etna": 3, "catania": 2}, {"football": 1})
+    [query_terms] = terms({"etna": 2, "catania": 1, "market": 1})
 
     by_vector = np.argsort(-(vectors @ query))
     order = order_of(
-        rerank(query, query_terms, True, vectors, terms, params=RerankParams(feedback_docs=1))
+        rerank(query, query_terms, True, vectors, candidates, params=RerankParams(feedback_docs=1))
     )
 
     assert list(by_vector[:2]) == [0, 1]
@@ -44,10 +40,10 @@ def test_without_lexical_evidence_the_vector_order_stands() -> None:
     query = unit(list(rng.standard_normal(8)))
     vectors = np.vstack([unit(list(rng.standard_normal(8))) for _ in range(6)])
     scores = rerank(
-        query, {}, False, vectors, [{} for _ in range(6)], params=RerankParams(feedback_weight=0.0)
+        query, NO_TERMS, False, vectors, [NO_TERMS] * 6, params=RerankParams(feedback_weight=0.0)
     )
     assert order_of(scores) == list(np.argsort(-(vectors @ query), kind="stable"))
-    assert len(rerank(query, {}, False, vectors[:1], [{}])) == 1
+    assert len(rerank(query, NO_TERMS, False, vectors[:1], [NO_TERMS])) == 1
 
 
 def test_same_category_is_a_nudge_not_a_filter() -> None:
@@ -55,13 +51,13 @@ def test_same_category_is_a_nudge_not_a_filter() -> None:
     # Two near ties, a weak match in the same section, and unrelated articles.
     close = [unit([0.95, 0.05, 0]), unit([0.93, 0.07, 0]), unit([0.1, 0.9, 0])]
     vectors = np.vstack(close + [unit([0.02 * i, 0, 1]) for i in range(8)])
-    no_terms = [{} for _ in range(len(vectors))]
+    no_terms = [NO_TERMS] * len(vectors)
     same = np.zeros(len(vectors), dtype=np.float32)
     same[[1, 2]] = 1
     params = RerankParams(feedback_weight=0.0)
 
-    plain = order_of(rerank(query, {}, False, vectors, no_terms, params=params))
-    nudged = order_of(rerank(query, {}, False, vectors, no_terms, same, params))
+    plain = order_of(rerank(query, NO_TERMS, False, vectors, no_terms, params=params))
+    nudged = order_of(rerank(query, NO_TERMS, False, vectors, no_terms, same, params))
 
     assert plain[:2] == [0, 1]
     assert nudged[:2] == [1, 0]  # a near tie goes to the article's own section

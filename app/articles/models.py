@@ -2,7 +2,17 @@ import uuid
 from datetime import UTC, datetime
 
 from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import CheckConstraint, Computed, Index, Integer, String, Text, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -73,11 +83,13 @@ class Article(Base):
     search_vector: Mapped[str | None] = mapped_column(
         TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True
     )
-    # The same words as arrays (lexemes, and how often each occurs), for related ranking to read
-    # without unnesting a tsvector per candidate. Written by the trigger articles_fill_lexemes
-    # (migration 0005) whenever the title, body or summary is written.
-    lexemes: Mapped[list[str] | None] = mapped_column(ARRAY(Text), deferred=True)
-    lexeme_counts: Mapped[list[int] | None] = mapped_column(ARRAY(Integer), deferred=True)
+    # The same words as related ranking reads them (app.related.terms): 8-byte hashes and
+    # 2-byte counts. Written by the trigger articles_fill_lexemes (migrations 0005, 0007)
+    # whenever the title, body or summary is written.
+    term_hashes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    term_counts: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # len(body.split()), by the same trigger: whether the text is long, without reading it.
+    body_words: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         CheckConstraint(

@@ -18,10 +18,10 @@ from app.evaluation.corpus import Corpus
 from app.evaluation.lexical import BM25
 from app.evaluation.metrics import K, Scores, mean_scores, query_scores
 from app.related.repository import RelatedRepository
-from app.related.rerank import lexeme_counts
 from app.related.schemas import RelatedQuery
 from app.related.select import is_duplicate
 from app.related.service import RelatedService
+from app.related.terms import Terms
 
 METHODS: dict[str, str] = {
     "service": "the service's ranking (default request)",
@@ -48,7 +48,7 @@ async def ingest(corpus: Corpus, database: Database, encoder: Encoder) -> None:
 
 async def _stored(database: Database) -> dict[str, Article]:
     async with database.sessions() as session:
-        query = select(Article).options(undefer(Article.search_vector))
+        query = select(Article).options(undefer(Article.term_hashes), undefer(Article.term_counts))
         return {a.external_id: a for a in await session.scalars(query)}
 
 
@@ -64,9 +64,9 @@ def _is_duplicate(query: Article, other: Article) -> bool:
         return False
     same_text = _text(query) == _text(other)
     cosine = float(np.dot(query.embedding, other.embedding))
-    words = lexeme_counts(query.search_vector).keys()
-    other_words = lexeme_counts(other.search_vector).keys()
-    return bool(same_text) or is_duplicate(cosine, words, other_words)
+    terms = Terms.from_bytes(query.term_hashes, query.term_counts)
+    other_terms = Terms.from_bytes(other.term_hashes, other.term_counts)
+    return bool(same_text) or is_duplicate(cosine, terms, other_terms)
 
 
 def _score_lists(

@@ -1,7 +1,7 @@
 """Every statement of related search, sent with the driver on the read pool (app.db.reads).
 
 Hand-written SQL with numbered parameters: values never enter the SQL text. Vectors travel in
-pgvector's binary form (numpy arrays here), lexemes as PostgreSQL arrays.
+pgvector's binary form (numpy arrays here), words as bytes (app.related.terms).
 """
 
 import json
@@ -14,19 +14,14 @@ from typing import Any
 import asyncpg
 
 from app.articles.repository import parse_uuid
-
-Lexemes = dict[str, int]  # lexeme -> occurrences in the text
+from app.related.terms import Terms
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
-# What the hybrid ranking reads of each candidate. The lexemes come as one string (see
-# candidate_words): decoding a text[] makes one Python object per element in the driver, which
-# for 100 long articles cost more than the query.
-WORD_SEPARATOR = "\x1f"  # ASCII unit separator: never part of a lexeme
-FEATURE_COLUMNS = (
-    "embedding AS vector, array_to_string(lexemes, E'\\x1f') AS words, lexeme_counts, category"
-)
+# What the hybrid ranking reads of each candidate.
+FEATURE_COLUMNS = "embedding AS vector, term_hashes, term_counts, category"
 SOURCE_COLUMNS = (
-    "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding"
+    "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding, "
+    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words"
 )
 
 
@@ -41,6 +36,8 @@ class SourceArticle:
     embedding_error: str | None
     embedding_model: str | None
     embedding: Any | None  # float32 numpy array
+    terms: Terms
+    body_words: int
 
 
 class Where:
@@ -121,28 +118,22 @@ class RelatedRepository:
             row = await self.connection.fetchrow(
                 f"SELECT {SOURCE_COLUMNS} FROM articles WHERE external_id = $1", ref
             )
-        return None if row is None else SourceArticle(**row)
+        if row is None:
+            return None
+        fields = dict(row)
+        terms = Terms.from_bytes(fields.pop("term_hashes"), fields.pop("term_counts"))
+        return SourceArticle(**fields, terms=terms)
 
-    async def article_terms(self, article_id: uuid.UUID) -> tuple[Lexemes, str]:
-        """The article's lexemes with their counts, and its body."""
-        row = await self.connection.fetchrow(
-            "SELECT lexemes, lexeme_counts, body FROM articles WHERE id = $1", article_id
-        )
-        if row is None:  # deleted since it was looked up: no lexical evidence
-            return {}, ""
-        return _counts(row["lexemes"], row["lexeme_counts"]), row["body"]
-
-    async def draft_terms(self, title: str, summary: str | None, body: str) -> Lexemes:
-        # The same document as the stored articles' (migration 0005's trigger), for a draft.
+    async def draft_terms(self, title: str, summary: str | None, body: str) -> Terms:
+        # The same document as the stored articles' (the trigger of migration 0007).
         document = title + " " + (body[:10000] if body else summary or "")
         row = await self.connection.fetchrow(
-            "SELECT tsvector_to_array(d) AS lexemes, "
-            "ARRAY(SELECT cardinality(u.positions) FROM unnest(d) AS u) AS lexeme_counts "
-            "FROM to_tsvector('english'::regconfig, $1::text) AS d",
+            "SELECT hashes, counts "
+            "FROM tsvector_terms(to_tsvector('english'::regconfig, $1::text))",
             document,
         )
         assert row is not None
-        return _counts(row["lexemes"], row["lexeme_counts"])
+        return Terms.from_bytes(row["hashes"], row["counts"])
 
     async def estimated_rows(self, model: str, filters: Filters) -> float:
         """The planner's estimate of the rows the filters keep: statistics, no scan."""
@@ -165,8 +156,8 @@ class RelatedRepository:
         ef_search: int | None = None,
         exact: bool = False,
     ) -> list[asyncpg.Record]:
-        """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), lexemes
-        and their counts, and category. ``ef_search`` overrides the
+        """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), terms
+        (see candidate_terms) and category. ``ef_search`` overrides the
         connection's; ``exact`` scans the rows the filters keep instead of the HNSW index."""
         where = Where()
         query = where.param(vector)
@@ -212,12 +203,6 @@ class RelatedRepository:
         return rows
 
 
-def candidate_words(row: asyncpg.Record) -> tuple[list[str], list[int]]:
-    """A candidate's lexemes and their counts, as fetched with FEATURE_COLUMNS."""
-    words: str | None = row["words"]
-    return (words.split(WORD_SEPARATOR) if words else []), (row["lexeme_counts"] or [])
-
-
-def _counts(lexemes: Sequence[str] | None, counts: Sequence[int] | None) -> Lexemes:
-    # Both arrays come from one tsvector, in its (sorted) lexeme order.
-    return dict(zip(lexemes or (), counts or (), strict=True))
+def candidate_terms(row: asyncpg.Record) -> Terms:
+    """A candidate's terms, as fetched with FEATURE_COLUMNS."""
+    return Terms.from_bytes(row["term_hashes"], row["term_counts"])

@@ -17,17 +17,15 @@ and short abstracts, keywords on long texts about named events, so
   still wins. Where categories are absent it changes nothing.
 """
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
+
+from app.related.terms import Terms
 
 Floats = NDArray[np.float32]
-
-_LEXEME = re.compile(r"'((?:[^']|'')+)':([0-9A-D,]+)")
 
 
 @dataclass(frozen=True)
@@ -43,62 +41,59 @@ class RerankParams:
 DEFAULT_PARAMS = RerankParams()
 
 
-def lexeme_counts(tsvector: str | None) -> dict[str, int]:
-    """Term frequencies from a tsvector's text form: `'word':1,7 'other':3`."""
-    if not tsvector:
-        return {}
-    return {m.group(1): m.group(2).count(",") + 1 for m in _LEXEME.finditer(tsvector)}
-
-
-# A text's lexemes with their counts: a mapping, or the two parallel arrays as stored
-# (Article.lexemes, Article.lexeme_counts), which the service passes without building dicts.
-Terms = Mapping[str, int] | tuple[Sequence[str], Sequence[int]]
-
-
-def as_pair(terms: Terms) -> tuple[Sequence[str], Sequence[int]]:
-    if isinstance(terms, tuple):
-        return terms
-    return list(terms), list(terms.values())
-
-
 def _zscore(x: Floats) -> Floats:
     std = float(x.std())
     return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
 
 
-def _tfidf(query: Terms, candidates: Sequence[Terms]) -> tuple[Floats, "sparse.csr_array"]:
-    """Unit tf-idf vectors (sublinear tf, idf over the query and its candidates): the query's
-    dense, the candidates' as the rows of a sparse matrix (long texts share few words).
+@dataclass(frozen=True)
+class TfIdf:
+    """Unit tf-idf vectors (sublinear tf, idf over the query and its candidates) over the
+    distinct words of one request: the query's dense, the candidates' as (row, column, weight)
+    entries, which is all a sparse matrix would hold; dot products are bincounts."""
 
-    A hundred long articles hold tens of thousands of words, and a Python statement per word
-    costs milliseconds: words become columns through their hashes, in numpy (64-bit hashes of
-    a few thousand distinct words do not collide in practice)."""
-    documents = [as_pair(terms) for terms in (query, *candidates)]
-    words: list[str] = []
-    occurrences: list[int] = []
-    for document_words, document_counts in documents:
-        words += document_words
-        occurrences += document_counts
-    hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
-    distinct, column_of = np.unique(hashes, return_inverse=True)
-    lengths = np.array([len(w) for w, _ in documents])
-    row_of = np.repeat(np.arange(len(documents)), lengths)
-    counts = np.array(occurrences, dtype=np.float64)
-    n_docs, n_terms = len(documents), max(len(distinct), 1)
-    df = np.bincount(column_of, minlength=n_terms)
-    idf = np.log((1 + n_docs) / (1 + df)) + 1
-    weights = (1 + np.log(counts)) * idf[column_of]
-    norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=n_docs))
-    weights /= np.where(norms > 0, norms, 1)[row_of]
-    query_row = np.zeros(n_terms, dtype=np.float32)
-    query_row[column_of[: lengths[0]]] = weights[: lengths[0]]
-    # The candidates' rows as CSR directly: each document's words are already contiguous.
-    bounds = np.concatenate(([0], np.cumsum(lengths[1:])))
-    matrix = sparse.csr_array(
-        (weights[lengths[0] :].astype(np.float32), column_of[lengths[0] :], bounds),
-        shape=(n_docs - 1, n_terms),
-    )
-    return query_row, matrix
+    query: NDArray[np.float64]
+    rows: NDArray[np.intp]
+    columns: NDArray[np.intp]
+    weights: NDArray[np.float64]
+    candidates: int
+
+    @classmethod
+    def of(cls, query: Terms, candidates: Sequence[Terms]) -> "TfIdf":
+        documents = (query, *candidates)
+        lengths = np.array([len(d) for d in documents])
+        distinct, column_of = np.unique(
+            np.concatenate([d.hashes for d in documents]), return_inverse=True
+        )
+        counts = np.concatenate([d.counts for d in documents]).astype(np.float64)
+        row_of = np.repeat(np.arange(len(documents)), lengths)
+        n_terms = max(len(distinct), 1)
+        df = np.bincount(column_of, minlength=n_terms)
+        idf = np.log((1 + len(documents)) / (1 + df)) + 1
+        weights = (1 + np.log(counts)) * idf[column_of]
+        norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=len(documents)))
+        weights /= np.where(norms > 0, norms, 1)[row_of]
+        first = lengths[0]
+        query_row = np.zeros(n_terms)
+        query_row[column_of[:first]] = weights[:first]
+        return cls(
+            query_row, row_of[first:] - 1, column_of[first:], weights[first:], len(candidates)
+        )
+
+    def scores(self, query: NDArray[np.float64]) -> Floats:
+        """Each candidate's dot product with ``query`` (a dense row over the words)."""
+        products = self.weights * query[self.columns]
+        return np.bincount(self.rows, weights=products, minlength=self.candidates).astype(
+            np.float32
+        )
+
+    def mean_of(self, chosen: NDArray[np.intp]) -> NDArray[np.float64]:
+        """The mean of the ``chosen`` candidates' vectors, dense."""
+        keep = np.isin(self.rows, chosen)
+        total = np.bincount(
+            self.columns[keep], weights=self.weights[keep], minlength=len(self.query)
+        )
+        return total / max(len(chosen), 1)
 
 
 def rerank(
@@ -120,18 +115,18 @@ def rerank(
     if same_category is not None:
         prior += np.float32(params.category_weight) * same_category
     weight = params.lexical_weight_long if long_text else params.lexical_weight_short
-    query_lex, cand_lex = _tfidf(query_terms, terms)
+    lexicon = TfIdf.of(query_terms, terms)
 
-    def fused(q_vec: Floats, q_lex: Floats) -> Floats:
-        semantic, lexical = _zscore(vectors @ q_vec), _zscore(cand_lex @ q_lex)
+    def fused(q_vec: Floats, q_lex: NDArray[np.float64]) -> Floats:
+        semantic, lexical = _zscore(vectors @ q_vec), _zscore(lexicon.scores(q_lex))
         mixed: Floats = (1 - weight) * semantic + weight * lexical + prior
         return mixed
 
-    first = fused(query_vector, query_lex)
+    first = fused(query_vector, lexicon.query)
     best = np.argsort(-first, kind="stable")[: params.feedback_docs]
     beta = params.feedback_weight
     expanded = fused(
         query_vector + beta * vectors[best].mean(axis=0),
-        query_lex + beta * np.asarray(cand_lex[best].mean(axis=0), dtype=np.float32).ravel(),
+        lexicon.query + beta * lexicon.mean_of(best),
     )
     return expanded

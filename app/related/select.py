@@ -4,12 +4,14 @@ freshness (`recency`), variety (`diversity`, maximal marginal relevance) and `ma
 """
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
+
+from app.related.terms import Terms, jaccard
 
 # Two articles are the same text (a wire copy, syndication, a story republished under a new
 # headline) when their embeddings are this close AND they share this much of their vocabulary
@@ -21,20 +23,11 @@ NEAR_DUPLICATE = 0.95
 SAME_WORDS = 0.9
 
 
-def jaccard(a: Collection[str], b: Collection[str]) -> float:
-    a, b = set(a), set(b)
-    union = len(a | b)
-    return len(a & b) / union if union else 1.0
-
-
-def is_duplicate(
-    cosine: float, words: Collection[str] | None, other_words: Collection[str] | None
-) -> bool:
-    """Lexemes unknown (None): cosine decides alone. (Sets are built only past the cosine
-    test: most candidates never need one.)"""
+def is_duplicate(cosine: float, terms: Terms | None, other_terms: Terms | None) -> bool:
+    """Terms unknown (None): cosine decides alone."""
     if cosine < NEAR_DUPLICATE:
         return False
-    return words is None or other_words is None or jaccard(words, other_words) >= SAME_WORDS
+    return terms is None or other_terms is None or jaccard(terms, other_terms) >= SAME_WORDS
 
 
 @dataclass(frozen=True)
@@ -54,12 +47,12 @@ def select(
     sources: Sequence[str | None],
     now: datetime,
     prefs: Preferences,
-    query_words: Collection[str] | None = None,
-    words: Sequence[Collection[str]] | None = None,
+    query_terms: Terms | None = None,
+    terms: Sequence[Terms] | None = None,
 ) -> list[int]:
     """Indices of the chosen candidates, in the order to show them.
 
-    ``query_words`` and ``words`` (lexeme sets) refine duplicate detection when given.
+    ``query_terms`` and the candidates' ``terms`` refine duplicate detection when given.
     """
     if len(relevance) == 0:
         return []
@@ -77,7 +70,7 @@ def select(
         cosines = vectors @ query_vector
         keep &= ~np.array(
             [
-                is_duplicate(float(c), query_words, words[i] if words else None)
+                is_duplicate(float(c), query_terms, terms[i] if terms else None)
                 for i, c in enumerate(cosines)
             ],
             dtype=bool,
@@ -104,8 +97,8 @@ def select(
                 for i in chosen
                 if is_duplicate(
                     float(vectors[i] @ vectors[best]),
-                    words[i] if words else None,
-                    words[best] if words else None,
+                    terms[i] if terms else None,
+                    terms[best] if terms else None,
                 )
             ]
             if twins:

@@ -32,16 +32,11 @@ import numpy as np
 from app.core.errors import AppError
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
-from app.related.repository import (
-    Filters,
-    Lexemes,
-    RelatedRepository,
-    SourceArticle,
-    candidate_words,
-)
+from app.related.repository import Filters, RelatedRepository, SourceArticle, candidate_terms
 from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
 from app.related.select import Preferences, select
+from app.related.terms import Terms
 
 # Candidates the hybrid ranking reorders: enough to hold the story's other articles and the
 # feedback documents. 50 against 100, offline on the four labelled corpora: P@10 within 0.003
@@ -127,11 +122,11 @@ class RelatedService:
         self, article: SourceArticle, query: RelatedFilters
     ) -> list[RelatedArticle]:
         vector = check_embedded(article, self.encoder.model_name)
-        terms, body = None, ""
-        if not is_plain(query):
-            terms, body = await self.repository.article_terms(article.id)
         filters = resolve_filters(query, exclude_id=article.id)
-        return await self._search(vector, filters, query, terms, body, article.category)
+        long_text = article.body_words >= LONG_TEXT_WORDS
+        return await self._search(
+            vector, filters, query, article.terms, long_text, article.category
+        )
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
@@ -139,8 +134,9 @@ class RelatedService:
         terms = None
         if not is_plain(draft):
             terms = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
+        long_text = len(draft.body.split()) >= LONG_TEXT_WORDS
         return await self._search(
-            vector, resolve_filters(draft), draft, terms, draft.body, draft.own_category
+            vector, resolve_filters(draft), draft, terms, long_text, draft.own_category
         )
 
     async def nearest_rows(
@@ -175,8 +171,8 @@ class RelatedService:
         vector: Any,
         filters: Filters,
         query: RelatedFilters,
-        terms: Lexemes | None,
-        body: str,
+        terms: Terms | None,
+        long_text: bool,
         category: str | None,
     ) -> list[RelatedArticle]:
         limit = query.limit
@@ -187,13 +183,12 @@ class RelatedService:
             query_vector = np.asarray(vector, dtype=np.float32)
             vectors = np.vstack([row["vector"] for row in rows])
             relevance = np.array([row["score"] for row in rows], dtype=np.float32)
-            query_terms = terms or {}
-            row_terms = [candidate_words(row) for row in rows]
-            if query.ranking == "hybrid":
+            row_terms = [candidate_terms(row) for row in rows]
+            if query.ranking == "hybrid" and terms is not None:
                 relevance = rerank(
                     query_vector,
-                    query_terms,
-                    len(body.split()) >= LONG_TEXT_WORDS,
+                    terms,
+                    long_text,
                     vectors,
                     row_terms,
                     same_category(category, [row["category"] for row in rows]),
@@ -208,8 +203,8 @@ class RelatedService:
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
-                query_words=None if terms is None else query_terms.keys(),
-                words=[words for words, _ in row_terms],
+                query_terms=terms,
+                terms=row_terms,
             )
             rows = [rows[i] for i in chosen]
         results = [

@@ -1,0 +1,62 @@
+"""A text's terms as the ranking reads them: PostgreSQL's lexemes of the text (the same
+document as the stored tsvector), each as a 64-bit hash with the number of times it occurs.
+
+The database writes them (migration 0007: `term_hashes` and `term_counts`, bytes kept by a
+trigger; `tsvector_terms()` for a draft), so a request decodes fifty candidates' words with
+`np.frombuffer` instead of making a Python string per word, and tf-idf columns, shared-word
+counts and duplicate tests are integer arithmetic in numpy. Hashes are PostgreSQL's
+`hashtextextended(lexeme, 0)`, the function behind hash partitioning: the same word hashes alike
+on the primary and its replicas. A few thousand distinct words per request do not collide in 64
+bits in practice.
+"""
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+# As the trigger writes them: big-endian 8-byte hashes (int8send) and 2-byte counts (int2send).
+HASH_DTYPE = np.dtype(">i8")
+COUNT_DTYPE = np.dtype(">i2")
+
+
+@dataclass(frozen=True)
+class Terms:
+    hashes: NDArray[np.int64]  # one per distinct lexeme
+    counts: NDArray[np.int16]  # occurrences of each, at least 1
+
+    @classmethod
+    def from_bytes(cls, hashes: bytes | None, counts: bytes | None) -> "Terms":
+        if not hashes or not counts:
+            return NO_TERMS
+        return cls(
+            np.frombuffer(hashes, dtype=HASH_DTYPE).astype(np.int64),
+            np.frombuffer(counts, dtype=COUNT_DTYPE).astype(np.int16),
+        )
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int]) -> "Terms":
+        """From words and their counts (tests and offline tools; any stable hash will do as
+        long as both sides of a comparison use it)."""
+        hashes = [
+            int.from_bytes(
+                hashlib.blake2b(word.encode(), digest_size=8).digest(), "big", signed=True
+            )
+            for word in counts
+        ]
+        return cls(np.array(hashes, dtype=np.int64), np.array(list(counts.values()), np.int16))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+NO_TERMS = Terms(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int16))
+
+
+def jaccard(a: Terms, b: Terms) -> float:
+    """Shared distinct words over all distinct words of the two texts."""
+    shared = np.intersect1d(a.hashes, b.hashes, assume_unique=True).size
+    union = len(a) + len(b) - shared
+    return shared / union if union else 1.0

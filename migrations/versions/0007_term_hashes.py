@@ -1,0 +1,95 @@
+"""term_hashes, term_counts, body_words: each article's words as bytes the ranking decodes at once
+
+Related ranking reads the words of 50 candidates per request. As a text[] (migration 0005)
+every word became a Python string in the driver, then was hashed again in Python; as bytes
+(8-byte hashes, 2-byte counts, in the tsvector's lexeme order) a candidate is two
+`np.frombuffer` calls. `tsvector_terms()` is the one definition of both, used by the trigger,
+the backfill below and the service for a draft's text. `body_words` (Python's
+`len(body.split())`) tells the ranking whether the text is long without reading the body, which
+is TOASTed and compressed for most full articles.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-27
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# hashtextextended: PostgreSQL's own 64-bit text hash (the one hash partitioning relies on).
+TERMS = """
+CREATE FUNCTION tsvector_terms(document tsvector, OUT hashes bytea, OUT counts bytea)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg(int8send(hashtextextended(u.lexeme, 0)), ''::bytea ORDER BY u.n),
+                    ''::bytea),
+           coalesce(string_agg(int2send(least(greatest(cardinality(u.positions), 1), 32767)::int2),
+                               ''::bytea ORDER BY u.n), ''::bytea)
+    FROM unnest(document) WITH ORDINALITY AS u(lexeme, positions, weights, n)
+$$
+"""
+
+# The same document as the search_vector column (frozen copy of SEARCH_DOCUMENT, on NEW).
+FILL = """
+CREATE OR REPLACE FUNCTION articles_fill_lexemes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.body_words := regexp_count(NEW.body, '\\S+');
+    SELECT t.hashes, t.counts INTO NEW.term_hashes, NEW.term_counts
+    FROM tsvector_terms(to_tsvector('english'::regconfig, NEW.title || ' ' || CASE
+        WHEN NEW.body = '' THEN coalesce(NEW.summary, '') ELSE left(NEW.body, 10000) END)) AS t;
+    RETURN NEW;
+END
+$$
+"""
+
+FILL_0005 = """
+CREATE OR REPLACE FUNCTION articles_fill_lexemes() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    document tsvector := to_tsvector('english'::regconfig, NEW.title || ' ' ||
+        CASE WHEN NEW.body = '' THEN coalesce(NEW.summary, '') ELSE left(NEW.body, 10000) END);
+BEGIN
+    NEW.lexemes := tsvector_to_array(document);
+    NEW.lexeme_counts := ARRAY(SELECT cardinality(u.positions) FROM unnest(document) AS u);
+    RETURN NEW;
+END
+$$
+"""
+
+
+def upgrade() -> None:
+    op.add_column("articles", sa.Column("term_hashes", sa.LargeBinary(), nullable=True))
+    op.add_column("articles", sa.Column("term_counts", sa.LargeBinary(), nullable=True))
+    op.add_column("articles", sa.Column("body_words", sa.Integer(), nullable=True))
+    op.execute(TERMS)
+    op.execute(FILL)
+    # search_vector is the same document, already computed.
+    op.execute(
+        "UPDATE articles SET body_words = regexp_count(body, '\\S+'), "
+        "(term_hashes, term_counts) = "
+        "(SELECT t.hashes, t.counts FROM tsvector_terms(search_vector) AS t)"
+    )
+    op.drop_column("articles", "lexeme_counts")
+    op.drop_column("articles", "lexemes")
+
+
+def downgrade() -> None:
+    op.add_column("articles", sa.Column("lexemes", postgresql.ARRAY(sa.Text()), nullable=True))
+    op.add_column(
+        "articles", sa.Column("lexeme_counts", postgresql.ARRAY(sa.Integer()), nullable=True)
+    )
+    op.execute(FILL_0005)
+    op.execute(
+        "UPDATE articles SET lexemes = tsvector_to_array(search_vector), lexeme_counts = "
+        "ARRAY(SELECT cardinality(u.positions) FROM unnest(search_vector) AS u)"
+    )
+    op.execute("DROP FUNCTION tsvector_terms(tsvector)")
+    op.drop_column("articles", "body_words")
+    op.drop_column("articles", "term_counts")
+    op.drop_column("articles", "term_hashes")
