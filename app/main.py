@@ -28,6 +28,7 @@ from app.pipeline.router import router as pipeline_router
 from app.pipeline.service import PendingGauge
 from app.pipeline.worker import EmbeddingWorker
 from app.related.router import router as related_router
+from app.related.statistics import TermStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             pending = PendingGauge(database)
             metrics.add_queue("database", lambda: pending.value)
             pending.start()
+            term_statistics = TermStatistics(
+                database.read_pool, settings.term_statistics_refresh_seconds
+            )
+            await term_statistics.start()
+            app.state.term_statistics = term_statistics
             app.state.database = database
             app.state.encoder = encoder
             app.state.embedding_worker = worker
@@ -81,6 +87,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             try:
                 yield
             finally:
+                await term_statistics.stop()
                 await pending.close()
                 if worker is not None:
                     await worker.close()

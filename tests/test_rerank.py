@@ -1,8 +1,10 @@
 """The second-stage ranking as a function (synthetic inputs: this is arithmetic, not relevance)."""
 
 import numpy as np
+import pytest
 
 from app.related.rerank import RerankParams, rerank
+from app.related.statistics import CorpusIdf
 from app.related.terms import NO_TERMS, Terms
 
 
@@ -62,3 +64,55 @@ def test_same_category_is_a_nudge_not_a_filter() -> None:
     assert plain[:2] == [0, 1]
     assert nudged[:2] == [1, 0]  # a near tie goes to the article's own section
     assert nudged.index(0) < nudged.index(2)  # a far weaker match does not jump the queue
+
+
+def corpus_idf(shares: dict[str, float], articles: int = 1000) -> CorpusIdf:
+    [listed] = terms({word: 1 for word in shares})
+    order = np.argsort(listed.hashes)
+    frequencies = np.array(list(shares.values()))[order]
+    return CorpusIdf(listed.hashes[order], frequencies, 0.0005, float(articles))
+
+
+def test_corpus_idf_knows_the_topic_word_the_candidates_share() -> None:
+    # Candidate 0 shares "cocoa" with the article, candidate 1 shares "brazil"; four more cocoa
+    # reports make "cocoa" look common among the candidates, though it is rare in the corpus.
+    query = unit([1, 0, 0])
+    vectors = np.vstack([unit([1, 0, 0])] * 6)
+    candidates = terms(
+        {"cocoa": 1, "harvest": 1},
+        {"brazil": 1, "election": 1},
+        *({"cocoa": 1, f"other{i}": 1} for i in range(4)),
+    )
+    [query_terms] = terms({"cocoa": 1, "brazil": 1})
+    params = RerankParams(feedback_weight=0.0)
+
+    local = rerank(query, query_terms, True, vectors, candidates, params=params)
+    idf = corpus_idf({"cocoa": 0.002, "brazil": 0.2})
+    corpus = rerank(query, query_terms, True, vectors, candidates, params=params, corpus_idf=idf)
+
+    assert local[1] > local[0]  # locally "brazil" is the rare word
+    assert corpus[0] > corpus[1]  # in the corpus "cocoa" is
+
+
+def test_the_headline_words_weigh_more_with_corpus_idf() -> None:
+    query = unit([1, 0, 0])
+    vectors = np.vstack([unit([1, 0, 0])] * 3)
+    candidates = terms({"cocoa": 1}, {"brazil": 1}, {"weather": 1})
+    [query_terms, headline] = terms({"cocoa": 1, "brazil": 1}, {"brazil": 1})
+    idf = corpus_idf({"cocoa": 0.01, "brazil": 0.01, "weather": 0.01})
+    params = RerankParams(feedback_weight=0.0)
+
+    plain = rerank(query, query_terms, True, vectors, candidates, params=params, corpus_idf=idf)
+    boosted = rerank(
+        query,
+        query_terms,
+        True,
+        vectors,
+        candidates,
+        params=params,
+        corpus_idf=idf,
+        title_terms=headline,
+    )
+
+    assert plain[0] == pytest.approx(plain[1])
+    assert boosted[1] > boosted[0] > boosted[2]

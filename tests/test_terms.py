@@ -2,14 +2,18 @@
 step with every write of the text (trigger of migration 0007) with the body's length in words,
 and decode to the same words."""
 
+import asyncio
 from typing import Any
 
 import numpy as np
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from app.auth.models import Scope
+from app.core.config import Settings
+from app.db import migrate
 from app.related.terms import Terms, jaccard
-from tests.conftest import article
+from tests.conftest import article, create_key, fresh_database, http_client, running_app
 
 STORED = text(
     "SELECT (term_hashes, term_counts) = (SELECT hashes, counts FROM tsvector_terms(search_vector))"
@@ -63,3 +67,34 @@ def test_terms_decode_and_compare() -> None:
     raw = Terms.from_bytes(a.hashes.astype(">i8").tobytes(), a.counts.astype(">i2").tobytes())
     assert np.array_equal(raw.hashes, a.hashes) and np.array_equal(raw.counts, a.counts)
     assert len(Terms.from_bytes(None, None)) == 0
+
+
+async def test_word_rarity_comes_from_the_analyzed_corpus(
+    pg_server: Any, settings: Settings, embedder: Any
+) -> None:
+    url = fresh_database(pg_server, "related_statistics")
+    await asyncio.to_thread(migrate.upgrade, url)
+    async with running_app(settings, embedder, database_url=url) as app:
+        statistics = app.state.term_statistics
+        assert statistics.idf is None  # never analyzed: the ranking uses local idf
+        token = await create_key(app, Scope.ADMIN)
+        async with http_client(app, token) as http:
+            for i in range(8):
+                body = "Harbour ferries run late." + (" The lighthouse shone." if i == 0 else "")
+                response = await http.post(
+                    "/v1/articles?wait=true", json=article(f"s{i}", f"Port news {i}", body)
+                )
+                assert response.status_code == 201, response.text
+            async with app.state.database.engine.begin() as conn:
+                await conn.execute(text("ANALYZE articles"))
+            await statistics.refresh()
+
+            idf = statistics.idf
+            assert idf is not None and idf.articles == 8
+            words = [await hash_of(app, w) for w in ("harbour", "lighthous", "zeppelin")]
+            rarity = idf(np.array(words, dtype=np.int64))
+            assert rarity[0] < rarity[1] <= rarity[2]
+
+            related = await http.get("/v1/articles/s0/related")
+            assert related.status_code == 200
+            assert len(related.json()["items"]) == 7

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         le=1000,
         description="HNSW candidate list size per related query (recall versus latency).",
     )
+    term_statistics_refresh_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How often each process re-reads the corpus' word statistics "
+        "(pg_stats, kept by ANALYZE) for related ranking.",
+    )
     max_batch_articles: int = Field(default=1000, ge=1, le=10000)
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # The schemas hold the hard ceilings (what the columns and the model are sized for); these

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import undefer
 from tqdm import tqdm
 
@@ -21,6 +21,7 @@ from app.related.repository import RelatedRepository
 from app.related.schemas import RelatedQuery
 from app.related.select import is_duplicate
 from app.related.service import RelatedService
+from app.related.statistics import load_corpus_idf
 from app.related.terms import Terms
 
 METHODS: dict[str, str] = {
@@ -85,14 +86,19 @@ def _score_lists(
 async def _service_results(
     corpus: Corpus, database: Database, encoder: Encoder, stored: dict[str, Article], ef: int
 ) -> dict[str, list[str]]:
-    """What a frontend gets from `GET /v1/articles/{id}/related?limit=10`, in process."""
+    """What a frontend gets from `GET /v1/articles/{id}/related?limit=10`, in process, once
+    the corpus is analyzed (as autovacuum would after a load this size)."""
+    async with database.engine.begin() as conn:
+        await conn.execute(text("ANALYZE articles"))
+    async with database.read_pool.acquire() as connection:
+        corpus_idf = await load_corpus_idf(connection)
     results = {}
     for ext_id in tqdm(corpus.queries, desc="related (service)", unit="query"):
         async with database.read_pool.acquire() as connection:
             repository = RelatedRepository(connection)
             article = await repository.source_article(str(stored[ext_id].id))
             assert article is not None
-            service = RelatedService(repository, encoder, ef)
+            service = RelatedService(repository, encoder, ef, corpus_idf)
             items = await service.for_article(article, RelatedQuery(limit=K))
         results[ext_id] = [item.external_id for item in items]
     return results

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from app.articles.dependencies import ArticleRef
 from app.core.deps import EncoderDep, SettingsDep
@@ -8,6 +8,7 @@ from app.core.errors import not_found
 from app.db.reads import ReadConnectionDep
 from app.related.repository import RelatedRepository, SourceArticle
 from app.related.service import RelatedService
+from app.related.statistics import TermStatistics
 
 
 async def get_related_repository(connection: ReadConnectionDep) -> RelatedRepository:
@@ -18,9 +19,10 @@ RelatedRepositoryDep = Annotated[RelatedRepository, Depends(get_related_reposito
 
 
 async def get_related_service(
-    repository: RelatedRepositoryDep, encoder: EncoderDep, settings: SettingsDep
+    request: Request, repository: RelatedRepositoryDep, encoder: EncoderDep, settings: SettingsDep
 ) -> RelatedService:
-    return RelatedService(repository, encoder, settings.hnsw_ef_search)
+    statistics: TermStatistics = request.app.state.term_statistics
+    return RelatedService(repository, encoder, settings.hnsw_ef_search, statistics.idf)
 
 
 async def get_source_article(ref: ArticleRef, repository: RelatedRepositoryDep) -> SourceArticle:

@@ -21,7 +21,8 @@ RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
 FEATURE_COLUMNS = "embedding AS vector, term_hashes, term_counts, category"
 SOURCE_COLUMNS = (
     "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding, "
-    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words"
+    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words, "
+    "(SELECT hashes FROM tsvector_terms(to_tsvector('english'::regconfig, title))) AS title_hashes"
 )
 
 
@@ -37,6 +38,7 @@ class SourceArticle:
     embedding_model: str | None
     embedding: Any | None  # float32 numpy array
     terms: Terms
+    title_terms: Terms  # the headline's words
     body_words: int
 
 
@@ -122,18 +124,22 @@ class RelatedRepository:
             return None
         fields = dict(row)
         terms = Terms.from_bytes(fields.pop("term_hashes"), fields.pop("term_counts"))
-        return SourceArticle(**fields, terms=terms)
+        title_terms = Terms.headline(fields.pop("title_hashes"))
+        return SourceArticle(**fields, terms=terms, title_terms=title_terms)
 
-    async def draft_terms(self, title: str, summary: str | None, body: str) -> Terms:
-        # The same document as the stored articles' (the trigger of migration 0007).
+    async def draft_terms(self, title: str, summary: str | None, body: str) -> tuple[Terms, Terms]:
+        """The draft's terms and its headline's, as the trigger of migration 0007 computes a
+        stored article's."""
         document = title + " " + (body[:10000] if body else summary or "")
         row = await self.connection.fetchrow(
-            "SELECT hashes, counts "
-            "FROM tsvector_terms(to_tsvector('english'::regconfig, $1::text))",
+            "SELECT d.hashes, d.counts, t.hashes AS title_hashes "
+            "FROM tsvector_terms(to_tsvector('english'::regconfig, $1::text)) AS d, "
+            "tsvector_terms(to_tsvector('english'::regconfig, $2::text)) AS t",
             document,
+            title,
         )
         assert row is not None
-        return Terms.from_bytes(row["hashes"], row["counts"])
+        return Terms.from_bytes(row["hashes"], row["counts"]), Terms.headline(row["title_hashes"])
 
     async def estimated_rows(self, model: str, filters: Filters) -> float:
         """The planner's estimate of the rows the filters keep: statistics, no scan."""

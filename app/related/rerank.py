@@ -5,8 +5,10 @@ Measured on the labelled corpora in ../shared/data (`related eval`): embeddings 
 and short abstracts, keywords on long texts about named events, so
 
 * lexical similarity is tf-idf cosine over PostgreSQL's own lexemes (the stored tsvector),
-  with idf taken over the query and its candidates: it rewards the rare words a candidate
-  shares with the article (names, places) without a corpus-wide statistics table;
+  with idf over the corpus from PostgreSQL's own statistics (app.related.statistics; over the
+  query and its candidates until the corpus is analyzed): it rewards the rare words a candidate
+  shares with the article (names, places, the topic), and the article's headline words count
+  1.5 times;
 * each signal is z-normalised over the candidates and mixed with a weight that grows with the
   length of the text asked about (headlines carry few words worth matching);
 * the query is then expanded with its best few candidates (Rocchio pseudo-relevance feedback),
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from app.related.statistics import CorpusIdf
 from app.related.terms import Terms
 
 Floats = NDArray[np.float32]
@@ -36,6 +39,9 @@ class RerankParams:
     feedback_docs: int = 3
     feedback_weight: float = 1.0
     category_weight: float = 0.5
+    # The article's own headline words count this many times in its tf-idf vector: a headline
+    # names the story (measured on Reuters, docs/relevance.md; only with corpus idf).
+    title_boost: float = 1.5
 
 
 DEFAULT_PARAMS = RerankParams()
@@ -48,9 +54,10 @@ def _zscore(x: Floats) -> Floats:
 
 @dataclass(frozen=True)
 class TfIdf:
-    """Unit tf-idf vectors (sublinear tf, idf over the query and its candidates) over the
-    distinct words of one request: the query's dense, the candidates' as (row, column, weight)
-    entries, which is all a sparse matrix would hold; dot products are bincounts."""
+    """Unit tf-idf vectors (sublinear tf; idf over the corpus when its statistics are known,
+    else over the query and its candidates) over the distinct words of one request: the query's
+    dense, the candidates' as (row, column, weight) entries, which is all a sparse matrix would
+    hold; dot products are bincounts."""
 
     query: NDArray[np.float64]
     rows: NDArray[np.intp]
@@ -59,7 +66,15 @@ class TfIdf:
     candidates: int
 
     @classmethod
-    def of(cls, query: Terms, candidates: Sequence[Terms]) -> "TfIdf":
+    def of(
+        cls,
+        query: Terms,
+        candidates: Sequence[Terms],
+        corpus_idf: CorpusIdf | None = None,
+        boosted: NDArray[np.int64] | None = None,
+        boost: float = 1.0,
+    ) -> "TfIdf":
+        """``boosted``: hashes of the query's words that weigh ``boost`` times as much."""
         documents = (query, *candidates)
         lengths = np.array([len(d) for d in documents])
         distinct, column_of = np.unique(
@@ -68,12 +83,17 @@ class TfIdf:
         counts = np.concatenate([d.counts for d in documents]).astype(np.float64)
         row_of = np.repeat(np.arange(len(documents)), lengths)
         n_terms = max(len(distinct), 1)
-        df = np.bincount(column_of, minlength=n_terms)
-        idf = np.log((1 + len(documents)) / (1 + df)) + 1
+        if corpus_idf is None:
+            df = np.bincount(column_of, minlength=n_terms)
+            idf = np.log((1 + len(documents)) / (1 + df)) + 1
+        else:
+            idf = corpus_idf(distinct)
         weights = (1 + np.log(counts)) * idf[column_of]
+        first = lengths[0]
+        if boosted is not None and boost != 1.0:
+            weights[:first] *= np.where(np.isin(query.hashes, boosted), boost, 1.0)
         norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=len(documents)))
         weights /= np.where(norms > 0, norms, 1)[row_of]
-        first = lengths[0]
         query_row = np.zeros(n_terms)
         query_row[column_of[:first]] = weights[:first]
         return cls(
@@ -104,10 +124,13 @@ def rerank(
     terms: Sequence[Terms],
     same_category: Floats | None = None,
     params: RerankParams = DEFAULT_PARAMS,
+    corpus_idf: CorpusIdf | None = None,
+    title_terms: Terms | None = None,
 ) -> Floats:
     """A relevance score per candidate (z-units over the candidates; higher is better).
 
-    ``same_category`` is 1 for candidates in the article's category, else 0.
+    ``same_category`` is 1 for candidates in the article's category, else 0. ``title_terms``:
+    the words of the article's headline, boosted when ``corpus_idf`` is known.
     """
     if len(vectors) < 2:
         return np.zeros(len(vectors), dtype=np.float32)
@@ -115,7 +138,8 @@ def rerank(
     if same_category is not None:
         prior += np.float32(params.category_weight) * same_category
     weight = params.lexical_weight_long if long_text else params.lexical_weight_short
-    lexicon = TfIdf.of(query_terms, terms)
+    boosted = None if title_terms is None or corpus_idf is None else title_terms.hashes
+    lexicon = TfIdf.of(query_terms, terms, corpus_idf, boosted, params.title_boost)
 
     def fused(q_vec: Floats, q_lex: NDArray[np.float64]) -> Floats:
         semantic, lexical = _zscore(vectors @ q_vec), _zscore(lexicon.scores(q_lex))

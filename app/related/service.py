@@ -36,6 +36,7 @@ from app.related.repository import Filters, RelatedRepository, SourceArticle, ca
 from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
 from app.related.select import Preferences, select
+from app.related.statistics import CorpusIdf
 from app.related.terms import Terms
 
 # Candidates the hybrid ranking reorders: enough to hold the story's other articles and the
@@ -112,11 +113,18 @@ def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) 
 
 
 class RelatedService:
-    def __init__(self, repository: RelatedRepository, encoder: Encoder, ef_search: int) -> None:
+    def __init__(
+        self,
+        repository: RelatedRepository,
+        encoder: Encoder,
+        ef_search: int,
+        corpus_idf: CorpusIdf | None = None,
+    ) -> None:
         self.repository = repository
         self.encoder = encoder
         # The read pool's connections start with it (app.db.reads).
         self.ef_search = ef_search
+        self.corpus_idf = corpus_idf  # None until the corpus is analyzed (app.related.statistics)
 
     async def for_article(
         self, article: SourceArticle, query: RelatedFilters
@@ -125,7 +133,12 @@ class RelatedService:
         filters = resolve_filters(query, exclude_id=article.id)
         long_text = article.body_words >= LONG_TEXT_WORDS
         return await self._search(
-            vector, filters, query, article.terms, long_text, article.category
+            vector,
+            filters,
+            query,
+            (article.terms, article.title_terms),
+            long_text,
+            article.category,
         )
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
@@ -171,7 +184,7 @@ class RelatedService:
         vector: Any,
         filters: Filters,
         query: RelatedFilters,
-        terms: Terms | None,
+        terms: tuple[Terms, Terms] | None,  # the text's and its headline's
         long_text: bool,
         category: str | None,
     ) -> list[RelatedArticle]:
@@ -184,14 +197,17 @@ class RelatedService:
             vectors = np.vstack([row["vector"] for row in rows])
             relevance = np.array([row["score"] for row in rows], dtype=np.float32)
             row_terms = [candidate_terms(row) for row in rows]
-            if query.ranking == "hybrid" and terms is not None:
+            query_terms, title_terms = terms if terms is not None else (None, None)
+            if query.ranking == "hybrid" and query_terms is not None:
                 relevance = rerank(
                     query_vector,
-                    terms,
+                    query_terms,
                     long_text,
                     vectors,
                     row_terms,
                     same_category(category, [row["category"] for row in rows]),
+                    corpus_idf=self.corpus_idf,
+                    title_terms=title_terms,
                 )
             chosen = select(
                 relevance,
@@ -203,7 +219,7 @@ class RelatedService:
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
-                query_terms=terms,
+                query_terms=query_terms,
                 terms=row_terms,
             )
             rows = [rows[i] for i in chosen]

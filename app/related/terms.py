@@ -37,6 +37,12 @@ class Terms:
         )
 
     @classmethod
+    def headline(cls, hashes: bytes | None) -> "Terms":
+        """A headline's words: only which words, so counts of one."""
+        found = np.frombuffer(hashes or b"", dtype=HASH_DTYPE).astype(np.int64)
+        return cls(found, np.ones(len(found), dtype=np.int16))
+
+    @classmethod
     def from_counts(cls, counts: Mapping[str, int]) -> "Terms":
         """From words and their counts (tests and offline tools; any stable hash will do as
         long as both sides of a comparison use it)."""

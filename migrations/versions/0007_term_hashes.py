@@ -8,6 +8,10 @@ the backfill below and the service for a draft's text. `body_words` (Python's
 `len(body.split())`) tells the ranking whether the text is long without reading the body, which
 is TOASTed and compressed for most full articles.
 
+The statistics target of `search_vector` is pinned at 100 whatever the server's default: ANALYZE
+then keeps its 1,000 most common lexemes, the corpus word statistics related ranking reads
+(app.related.statistics), as measured.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-27
@@ -77,9 +81,11 @@ def upgrade() -> None:
     )
     op.drop_column("articles", "lexeme_counts")
     op.drop_column("articles", "lexemes")
+    op.execute("ALTER TABLE articles ALTER COLUMN search_vector SET STATISTICS 100")
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE articles ALTER COLUMN search_vector SET STATISTICS -1")
     op.add_column("articles", sa.Column("lexemes", postgresql.ARRAY(sa.Text()), nullable=True))
     op.add_column(
         "articles", sa.Column("lexeme_counts", postgresql.ARRAY(sa.Integer()), nullable=True)
