@@ -11,7 +11,7 @@ from app.evaluation.corpus import Protocol, load_corpus
 from app.evaluation.lexical import BM25
 from app.evaluation.metrics import query_scores
 from app.evaluation.report import write_reports
-from app.evaluation.runner import evaluate
+from app.evaluation.runner import METHODS, evaluate
 from tests.conftest import EXAMPLES
 
 
@@ -88,6 +88,10 @@ async def test_full_run_on_the_example_stories(client: Any, app: Any, tmp_path: 
     assert service.p_at_5 == pytest.approx(3 / 5) and service.ndcg_at_10 >= 0.99
     assert service.duplicate_rate == 0
     assert 0 < evaluation.scores["lexical"].p_at_1 <= 1
+    # The service's requests beside the default: copies allowed, and plain cosine with dedupe.
+    assert list(evaluation.scores) == list(METHODS)
+    assert evaluation.scores["embedding, dedupe"].duplicate_rate == 0
+    assert evaluation.scores["service, dedupe=false"].p_at_1 == 1.0
 
     paths = write_reports(evaluation, Protocol(), tmp_path / "out", "related eval stories.jsonl")
     assert json.loads(paths[0].read_text())["scores"]["service"]["p_at_10"] == service.p_at_10

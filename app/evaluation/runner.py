@@ -21,13 +21,23 @@ from app.related.repository import RelatedRepository
 from app.related.schemas import RelatedQuery
 from app.related.select import is_duplicate
 from app.related.service import RelatedService
-from app.related.statistics import load_corpus_idf
+from app.related.statistics import CorpusIdf, load_corpus_idf
 from app.related.terms import Terms
 
 METHODS: dict[str, str] = {
     "service": "the service's ranking (default request)",
+    "service, dedupe=false": "the same with copies of the article allowed, as in the baselines",
     "embedding": "plain embedding cosine (exact, over the stored vectors)",
+    "embedding, dedupe": "plain cosine through the service with its duplicate rule "
+    "(`ranking=vector`): the baseline on the service's terms",
     "lexical": "BM25 more-like-this (25 terms), a search engine's related query",
+}
+
+
+SERVICE_REQUESTS = {
+    "service": RelatedQuery(limit=K),
+    "service, dedupe=false": RelatedQuery(limit=K, dedupe=False),
+    "embedding, dedupe": RelatedQuery(limit=K, ranking="vector"),
 }
 
 
@@ -84,22 +94,24 @@ def _score_lists(
 
 
 async def _service_results(
-    corpus: Corpus, database: Database, encoder: Encoder, stored: dict[str, Article], ef: int
+    corpus: Corpus,
+    database: Database,
+    encoder: Encoder,
+    stored: dict[str, Article],
+    ef: int,
+    corpus_idf: CorpusIdf | None,
+    query: RelatedQuery,
+    name: str,
 ) -> dict[str, list[str]]:
-    """What a frontend gets from `GET /v1/articles/{id}/related?limit=10`, in process, once
-    the corpus is analyzed (as autovacuum would after a load this size)."""
-    async with database.engine.begin() as conn:
-        await conn.execute(text("ANALYZE articles"))
-    async with database.read_pool.acquire() as connection:
-        corpus_idf = await load_corpus_idf(connection)
+    """What a frontend gets from `GET /v1/articles/{id}/related` with ``query``, in process."""
     results = {}
-    for ext_id in tqdm(corpus.queries, desc="related (service)", unit="query"):
+    for ext_id in tqdm(corpus.queries, desc=name, unit="query"):
         async with database.read_pool.acquire() as connection:
             repository = RelatedRepository(connection)
             article = await repository.source_article(str(stored[ext_id].id))
             assert article is not None
             service = RelatedService(repository, encoder, ef, corpus_idf)
-            items = await service.for_article(article, RelatedQuery(limit=K))
+            items = await service.for_article(article, query)
         results[ext_id] = [item.external_id for item in items]
     return results
 
@@ -132,8 +144,15 @@ async def evaluate(
 ) -> Evaluation:
     await ingest(corpus, database, encoder)
     stored = await _stored(database)
+    # Analyzed, as autovacuum would after a load this size: the corpus' word statistics.
+    async with database.engine.begin() as conn:
+        await conn.execute(text("ANALYZE articles"))
+    async with database.read_pool.acquire() as connection:
+        idf = await load_corpus_idf(connection)
     results = {
-        "service": await _service_results(corpus, database, encoder, stored, ef_search),
+        name: await _service_results(corpus, database, encoder, stored, ef_search, idf, query, name)
+        for name, query in SERVICE_REQUESTS.items()
+    } | {
         "embedding": _cosine_results(corpus, stored),
         "lexical": _lexical_results(corpus),
     }
@@ -142,6 +161,6 @@ async def evaluate(
         articles=len(corpus.articles),
         queries=len(corpus.queries),
         model=encoder.model_name,
-        scores={m: _score_lists(corpus, stored, r) for m, r in results.items()},
+        scores={m: _score_lists(corpus, stored, results[m]) for m in METHODS},
         withheld=corpus.withheld,
     )
