@@ -5,8 +5,10 @@ from fastapi import Depends
 from app.articles.dependencies import ArticleRef
 from app.core.deps import EncoderDep, SettingsDep
 from app.core.errors import not_found
+from app.core.query import QueryModel
 from app.db.reads import ReadConnectionDep
 from app.related.repository import RelatedRepository, SourceArticle
+from app.related.schemas import RelatedQuery
 from app.related.service import RelatedService
 
 
@@ -32,3 +34,7 @@ async def get_source_article(ref: ArticleRef, repository: RelatedRepositoryDep) 
 
 RelatedServiceDep = Annotated[RelatedService, Depends(get_related_service)]
 SourceArticleDep = Annotated[SourceArticle, Depends(get_source_article)]
+
+# The filters of GET related: every news page view parses them (see app.core.query).
+related_query = QueryModel(RelatedQuery)
+RelatedQueryDep = Annotated[RelatedQuery, Depends(related_query)]
