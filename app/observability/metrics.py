@@ -2,6 +2,7 @@
 in the tests, do not collide)."""
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -36,13 +37,25 @@ class Metrics:
         self.encoded_texts = Counter(
             "related_embedding_texts", "Texts encoded by the model.", registry=self.registry
         )
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._queues: dict[str, Callable[[], float]] = {}
         self._pool: Pool | None = None
         self.registry.register(_Gauges(self))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route, str(status)).observe(seconds)
+        # The labelled children, looked up once per series: labels() takes a lock and
+        # validates the values on every call, and this runs on every request.
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            labels = (method, route, str(status))
+            series = self._request_series[key] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def observe_encode(self, texts: int, seconds: float) -> None:
         """The Encoder's batch hook."""

@@ -76,20 +76,22 @@ class RequestContextMiddleware:
             route = route_template(scope)
             method = scope["method"]
             self.metrics.observe_request(method, route, status, seconds)
-            principal = state.get("principal")
-            logger.info(
-                "%s %s %d",
-                method,
-                route,
-                status,
-                extra={
-                    "method": method,
-                    "route": route,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "request_id": request_id,
-                    "key_id": getattr(principal, "key_id", None),
-                },
-            )
+            # The fields are built only when the line is written (not at RELATED_LOG_LEVEL=warning).
+            if logger.isEnabledFor(logging.INFO):
+                principal = state.get("principal")
+                logger.info(
+                    "%s %s %d",
+                    method,
+                    route,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "request_id": request_id,
+                        "key_id": getattr(principal, "key_id", None),
+                    },
+                )
             request_id_var.reset(token)

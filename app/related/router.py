@@ -1,12 +1,15 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from app.core.deps import SettingsDep
 from app.core.errors import ErrorResponse
 from app.core.limits import check_text_length
-from app.related.dependencies import RelatedServiceDep, SourceArticleDep
-from app.related.schemas import ArticleKey, DraftIn, RelatedOut, RelatedQuery
+from app.related.dependencies import (
+    RelatedQueryDep,
+    RelatedServiceDep,
+    SourceArticleDep,
+    related_query,
+)
+from app.related.schemas import ArticleKey, DraftIn, RelatedOut
 
 router = APIRouter(tags=["related"])
 
@@ -18,9 +21,14 @@ router = APIRouter(tags=["related"])
         409: {"model": ErrorResponse, "description": "The article is not embedded yet"},
         422: {"model": ErrorResponse, "description": "Invalid filters"},
     },
+    openapi_extra=related_query.openapi(),
 )
 async def related_to_article(
-    article: SourceArticleDep, query: Annotated[RelatedQuery, Query()], service: RelatedServiceDep
+    # The query after the article, as FastAPI validated it: an unknown article is a 404 even
+    # with invalid filters.
+    article: SourceArticleDep,
+    query: RelatedQueryDep,
+    service: RelatedServiceDep,
 ) -> RelatedOut:
     """Articles related to a stored one, best first; never the article itself.
 
