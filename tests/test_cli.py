@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from httpx import AsyncClient
+from sqlalchemy import text
 
 from tests.conftest import EXAMPLES, article, http_client
 
@@ -24,9 +25,16 @@ def related_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[st
     )
 
 
+LAST_ANALYZE = text(
+    "SELECT coalesce(last_analyze, 'epoch') FROM pg_stat_user_tables WHERE relname = 'articles'"
+)
+
+
 async def test_ingest_jsonl_is_batched_reports_bad_lines_and_is_safe_to_rerun(
-    client: AsyncClient, database_url: str, tmp_path: Path
+    client: AsyncClient, app: Any, database_url: str, tmp_path: Path
 ) -> None:
+    async with app.state.database.engine.connect() as conn:
+        analyzed_before = (await conn.execute(LAST_ANALYZE)).scalar_one()
     lines = EXAMPLES.read_text().splitlines()[:10]
     lines.insert(3, "{not json")
     lines.insert(6, json.dumps({"external_id": "no-title"}))
@@ -38,6 +46,9 @@ async def test_ingest_jsonl_is_batched_reports_bad_lines_and_is_safe_to_rerun(
     assert "10 created, 0 updated, 0 unchanged, 2 invalid" in first.stdout
     assert "line 4: not JSON" in first.stderr
     assert "line 7: title: Field required" in first.stderr
+    async with app.state.database.engine.connect() as conn:
+        # A load ends with ANALYZE: word statistics for related ranking at once.
+        assert (await conn.execute(LAST_ANALYZE)).scalar_one() > analyzed_before
 
     listed = (await client.get("/v1/articles", params={"limit": 100})).json()["items"]
     assert len(listed) == 10

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import text
 from tqdm import tqdm
 
 from app.articles.repository import ArticleRepository
@@ -120,7 +121,7 @@ async def ingest_file(
     """Upsert every article of ``path``; with ``wait``, until each is embedded.
 
     Rerunning is cheap: unchanged articles are recognised by their content hash and neither
-    rewritten nor re-embedded.
+    rewritten nor re-embedded. A load that changed anything ends with ANALYZE.
     """
     report = IngestReport()
     with path.open(encoding="utf-8") as f:
@@ -141,4 +142,9 @@ async def ingest_file(
             settings,
         )
         bar.update(total - bar.n)  # invalid lines
+    if report.counts["created"] or report.counts["updated"]:
+        # Fresh word statistics for related ranking (app.related.statistics) now, rather than
+        # whenever autovacuum gets to a table a backfill has just grown.
+        async with database.engine.begin() as conn:
+            await conn.execute(text("ANALYZE articles"))
     return report
