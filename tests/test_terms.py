@@ -17,6 +17,7 @@ from tests.conftest import article, create_key, fresh_database, http_client, run
 
 STORED = text(
     "SELECT (term_hashes, term_counts) = (SELECT hashes, counts FROM tsvector_terms(search_vector))"
+    " AND title_hashes = (SELECT hashes FROM tsvector_terms(to_tsvector('english', title)))"
     " AS in_step, term_hashes, term_counts, body_words FROM articles WHERE external_id = :ext"
 )
 HASH = text("SELECT hashtextextended(:word, 0)")

@@ -88,6 +88,8 @@ class Article(Base):
     # whenever the title, body or summary is written.
     term_hashes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     term_counts: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # The headline's words alone, hashed alike (migration 0008): they weigh more in ranking.
+    title_hashes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     # len(body.split()), by the same trigger: whether the text is long, without reading it.
     body_words: Mapped[int | None] = mapped_column(Integer)
 

@@ -21,8 +21,7 @@ RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
 FEATURE_COLUMNS = "embedding AS vector, term_hashes, term_counts, category"
 SOURCE_COLUMNS = (
     "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding, "
-    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words, "
-    "(SELECT hashes FROM tsvector_terms(to_tsvector('english'::regconfig, title))) AS title_hashes"
+    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words, title_hashes"
 )
 
 
