@@ -18,7 +18,8 @@ or miss the best matches. The strategy, which holds on pgvector 0.6 and 0.8 alik
 tail, so the result equals an exact search with the threshold.
 
 With ``ranking=hybrid`` (the default) the search above fetches CANDIDATES rows with their
-vectors and lexemes, and app.related.rerank orders them; ``limit`` are returned.
+vectors and terms (app.related.terms), and app.related.rerank orders them; ``limit`` are
+returned.
 """
 
 import uuid
