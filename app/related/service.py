@@ -24,6 +24,7 @@ returned.
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,15 @@ LONG_TEXT_WORDS = 120
 # those rows: cheaper than an index walk that would mostly find rows the filters drop
 # (bench/related.py measures both at a 2% filter).
 EXACT_SCAN_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class AskedText:
+    """What the lexical side of the ranking knows of the text asked about."""
+
+    terms: Terms
+    headline: Terms  # its headline's words, which weigh more
+    long: bool  # a body of LONG_TEXT_WORDS or more: shared words weigh more
 
 
 def is_plain(query: RelatedFilters) -> bool:
@@ -132,26 +142,19 @@ class RelatedService:
     ) -> list[RelatedArticle]:
         vector = check_embedded(article, self.encoder.model_name)
         filters = resolve_filters(query, exclude_id=article.id)
-        long_text = article.body_words >= LONG_TEXT_WORDS
-        return await self._search(
-            vector,
-            filters,
-            query,
-            (article.terms, article.title_terms),
-            long_text,
-            article.category,
-        )
+        asked = AskedText(article.terms, article.title_terms, article.body_words >= LONG_TEXT_WORDS)
+        return await self._search(vector, filters, query, asked, article.category)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
         [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
-        terms = None
+        asked = None
         if not is_plain(draft):
-            terms = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
-        long_text = len(draft.body.split()) >= LONG_TEXT_WORDS
-        return await self._search(
-            vector, resolve_filters(draft), draft, terms, long_text, draft.own_category
-        )
+            terms, headline = await self.repository.draft_terms(
+                draft.title, draft.summary, draft.body
+            )
+            asked = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
+        return await self._search(vector, resolve_filters(draft), draft, asked, draft.own_category)
 
     async def nearest_rows(
         self, vector: Any, filters: Filters, wanted: int, limit: int, features: bool
@@ -185,8 +188,7 @@ class RelatedService:
         vector: Any,
         filters: Filters,
         query: RelatedFilters,
-        terms: tuple[Terms, Terms] | None,  # the text's and its headline's
-        long_text: bool,
+        asked: AskedText | None,  # None for plain requests, which need no words
         category: str | None,
     ) -> list[RelatedArticle]:
         limit = query.limit
@@ -198,17 +200,16 @@ class RelatedService:
             vectors = np.vstack([row["vector"] for row in rows])
             relevance = np.array([row["score"] for row in rows], dtype=np.float32)
             row_terms = [candidate_terms(row) for row in rows]
-            query_terms, title_terms = terms if terms is not None else (None, None)
-            if query.ranking == "hybrid" and query_terms is not None:
+            if query.ranking == "hybrid" and asked is not None:
                 relevance = rerank(
                     query_vector,
-                    query_terms,
-                    long_text,
+                    asked.terms,
+                    asked.long,
                     vectors,
                     row_terms,
                     same_category(category, [row["category"] for row in rows]),
                     corpus_idf=self.corpus_idf,
-                    title_terms=title_terms,
+                    title_terms=asked.headline,
                 )
             chosen = select(
                 relevance,
@@ -220,7 +221,7 @@ class RelatedService:
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
-                query_terms=query_terms,
+                query_terms=None if asked is None else asked.terms,
                 terms=row_terms,
             )
             rows = [rows[i] for i in chosen]
