@@ -360,17 +360,20 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_nothing_is_embedded_t
                 assert first.poll() is None, first.communicate()[1]
                 assert time.monotonic() < deadline, "the first worker never claimed"
                 await asyncio.sleep(0.05)
-            held = {
-                r[0]
-                for r in await rows(
-                    app,
-                    "SELECT external_id FROM articles WHERE embedding_lease_until > now()",
-                )
-            }
-            assert len(held) >= 4
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=30)
+        # What the killed worker held: claimed (an attempt counted), never written back. Read
+        # after the kill, so a batch it claimed while the model was busy counts too.
+        held = {
+            r[0]
+            for r in await rows(
+                app,
+                "SELECT external_id FROM articles"
+                " WHERE embedding_status = 'pending' AND embedding_attempts > 0",
+            )
+        }
+        assert len(held) >= 4
 
         second = related_cli("worker", url=pipeline_url, FAKE_EMBEDDER_DELAY_S="0", **env)
         try:
