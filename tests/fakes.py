@@ -1,4 +1,5 @@
-"""A deterministic stand-in for the model, for unit tests of plumbing (never of relevance)."""
+"""Deterministic stand-ins for unit tests of plumbing (never of relevance): the model, and a
+text's terms."""
 
 import hashlib
 import json
@@ -10,6 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from app.embedding.model import Vectors
+from app.related.terms import Terms
+
+
+def terms_of(counts: dict[str, int]) -> Terms:
+    """Terms from words and their counts, hashed with a stable hash of our own (not PostgreSQL's:
+    both sides of a comparison in a test use this one)."""
+    hashes = [
+        int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big", signed=True)
+        for word in counts
+    ]
+    return Terms(np.array(hashes, dtype=np.int64), np.array(list(counts.values()), np.int16))
 
 
 class HashEmbedder:

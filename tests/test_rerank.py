@@ -6,6 +6,7 @@ import pytest
 from app.related.rerank import RerankParams, rerank
 from app.related.statistics import CorpusIdf
 from app.related.terms import NO_TERMS, Terms
+from tests.fakes import terms_of
 
 
 def order_of(scores: np.ndarray) -> list[int]:  # type: ignore[type-arg]
@@ -18,7 +19,7 @@ def unit(v: list[float]) -> np.ndarray:  # type: ignore[type-arg]
 
 
 def terms(*counts: dict[str, int]) -> list[Terms]:
-    return [Terms.from_counts(c) for c in counts]
+    return [terms_of(c) for c in counts]
 
 
 def test_shared_rare_words_lift_a_candidate_on_long_texts() -> None:

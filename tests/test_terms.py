@@ -14,6 +14,7 @@ from app.core.config import Settings
 from app.db import migrate
 from app.related.terms import Terms, jaccard
 from tests.conftest import article, create_key, fresh_database, http_client, running_app
+from tests.fakes import terms_of
 
 STORED = text(
     "SELECT (term_hashes, term_counts) = (SELECT hashes, counts FROM tsvector_terms(search_vector))"
@@ -60,8 +61,8 @@ async def test_terms_follow_every_write_of_the_text(client: AsyncClient, app: An
 
 
 def test_terms_decode_and_compare() -> None:
-    a = Terms.from_counts({"etna": 2, "erupt": 1, "catania": 1})
-    b = Terms.from_counts({"etna": 1, "erupt": 3, "sicili": 1})
+    a = terms_of({"etna": 2, "erupt": 1, "catania": 1})
+    b = terms_of({"etna": 1, "erupt": 3, "sicili": 1})
     assert len(a) == 3 and a.counts.tolist() == [2, 1, 1]
     assert jaccard(a, b) == 2 / 4
     assert jaccard(a, a) == 1.0

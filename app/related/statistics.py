@@ -97,6 +97,7 @@ class TermStatistics:
             await asyncio.sleep(self.refresh_seconds)
             try:
                 await self.refresh()
-            except (OSError, asyncpg.PostgresError):
-                # The last figures stay: word rarity moves slowly.
+            except Exception:
+                # Any failure (database down, pool closed, timeout): the last figures stay, as
+                # word rarity moves slowly, and the loop tries again next time rather than die.
                 logger.warning("term statistics not refreshed", exc_info=True)

@@ -10,8 +10,6 @@ on the primary and its replicas. A few thousand distinct words per request do no
 bits in practice.
 """
 
-import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,18 +39,6 @@ class Terms:
         """A headline's words: only which words, so counts of one."""
         found = np.frombuffer(hashes or b"", dtype=HASH_DTYPE).astype(np.int64)
         return cls(found, np.ones(len(found), dtype=np.int16))
-
-    @classmethod
-    def from_counts(cls, counts: Mapping[str, int]) -> "Terms":
-        """From words and their counts (tests and offline tools; any stable hash will do as
-        long as both sides of a comparison use it)."""
-        hashes = [
-            int.from_bytes(
-                hashlib.blake2b(word.encode(), digest_size=8).digest(), "big", signed=True
-            )
-            for word in counts
-        ]
-        return cls(np.array(hashes, dtype=np.int64), np.array(list(counts.values()), np.int16))
 
     def __len__(self) -> int:
         return len(self.hashes)
