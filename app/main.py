@@ -27,6 +27,7 @@ from app.observability.router import router as metrics_router
 from app.pipeline.router import router as pipeline_router
 from app.pipeline.service import PendingGauge
 from app.pipeline.worker import EmbeddingWorker
+from app.related.estimates import RowEstimates
 from app.related.router import router as related_router
 from app.related.statistics import TermStatistics
 
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.row_estimates = RowEstimates()
     install_error_handlers(app)
     # Innermost first: the last added sees the request first.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -14,6 +14,7 @@ from httpx import AsyncClient
 
 from app.articles.models import Article
 from app.related import service
+from app.related.repository import Filters, nearest_sql
 
 N_ARTICLES, N_CLUSTERS, DIM = 3000, 60, 384
 SOURCES = [f"source-{i}" for i in range(10)]
@@ -118,3 +119,33 @@ async def test_filtered_related_matches_exact_search(
     recall = float(np.mean(recalls))
     print(f"recall@10 over {len(recalls)} filtered queries: {recall:.4f}")
     assert recall >= 0.98, recall
+
+
+async def test_the_exact_scan_never_walks_the_hnsw_index(client: AsyncClient, app: Any) -> None:
+    """The exact statement ranks the rows its filters keep, whatever the planner prefers: even
+    where the index statement walks the HNSW index."""
+    rng = np.random.default_rng(11)
+    rows = corpus(rng)[:600]
+    model = app.state.encoder.model_name
+    async with app.state.database.sessions() as session, session.begin():
+        session.add_all(
+            Article(
+                **{**r, "embedding": r["embedding"].tolist()},
+                embedding_model=model,
+                embedding_status="ready",
+            )
+            for r in rows
+        )
+    filters = Filters(exclude_id=rows[0]["id"])
+    async with app.state.database.read_pool.acquire() as connection, connection.transaction():
+        await connection.execute("ANALYZE articles")
+        # Sequential scans penalised: the index statement then walks the HNSW index.
+        await connection.execute("SET LOCAL enable_seqscan = off")
+
+        async def plan(exact: bool) -> str:
+            sql, args = nearest_sql(rows[0]["embedding"], model, filters, 10, False, exact)
+            lines = await connection.fetch(f"EXPLAIN {sql}", *args)
+            return "\n".join(line[0] for line in lines)
+
+        assert "ix_articles_embedding_hnsw" in await plan(exact=False)
+        assert "ix_articles_embedding_hnsw" not in await plan(exact=True)

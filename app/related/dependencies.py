@@ -23,6 +23,7 @@ async def get_related_service(connection: ReadConnectionDep, request: Request) -
         state.encoder,
         state.settings.hnsw_ef_search,
         statistics.idf,
+        state.row_estimates,
     )
 
 

@@ -162,50 +162,54 @@ class RelatedRepository:
         exact: bool = False,
     ) -> list[asyncpg.Record]:
         """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), terms
-        (see candidate_terms) and category. ``ef_search`` overrides the
-        connection's; ``exact`` scans the rows the filters keep instead of the HNSW index."""
-        where = Where()
-        query = where.param(vector)
-        # Vectors of two models are never compared.
-        where.add(f"embedding_model = {where.param(model)}")
-        filters.apply(where)
-        features = f", {FEATURE_COLUMNS}" if with_features else ""
-        distance = f"embedding <=> {query}"
-        if exact:
-            # The ranking first, then the columns of the rows it kept: an exact scan sorts every
-            # row the filters keep, and PostgreSQL computes a SELECT list before sorting it.
-            # (Only `articles` has the selected columns but `id`, which USING merges.)
-            ranked = (
-                f"SELECT id, {distance} AS distance FROM articles WHERE {where.sql} "
-                f"ORDER BY distance LIMIT {where.param(limit)}"
-            )
-            sql = (
-                f"SELECT {RESULT_COLUMNS}, 1 - distance AS score{features} "
-                f"FROM ({ranked}) AS n JOIN articles USING (id) ORDER BY distance"
-            )
-        else:
-            # The index scan yields rows in order: the SELECT list is computed for those only.
-            sql = (
-                f"SELECT {RESULT_COLUMNS}, 1 - ({distance}) AS score{features} FROM articles "
-                f"WHERE {where.sql} ORDER BY {distance} LIMIT {where.param(limit)}"
-            )
-        settings: list[tuple[str, str]] = []
-        if ef_search is not None:
-            settings.append(("hnsw.ef_search", str(ef_search)))
-        if exact:
-            # pgvector's documented way to get exact results despite an HNSW index; bitmap
-            # scans on the filter indexes stay allowed, so a selective filter reads few rows.
-            settings.append(("enable_indexscan", "off"))
+        (see candidate_terms) and category. ``ef_search`` overrides the connection's for the
+        index walk; ``exact`` ranks every row the filters keep instead of walking the index."""
+        sql, args = nearest_sql(vector, model, filters, limit, with_features, exact)
         rows: list[asyncpg.Record]
-        if not settings:
-            rows = await self.connection.fetch(sql, *where.args)
+        if exact or ef_search is None:
+            rows = await self.connection.fetch(sql, *args)
             return rows
         async with self.connection.transaction(readonly=True):
-            for name, value in settings:
-                # SET LOCAL with bound parameters: it ends with the transaction.
-                await self.connection.execute("SELECT set_config($1, $2, true)", name, value)
-            rows = await self.connection.fetch(sql, *where.args)
+            # SET LOCAL with a bound parameter: it ends with the transaction.
+            await self.connection.execute(
+                "SELECT set_config('hnsw.ef_search', $1, true)", str(ef_search)
+            )
+            rows = await self.connection.fetch(sql, *args)
         return rows
+
+
+def nearest_sql(
+    vector: Any, model: str, filters: Filters, limit: int, with_features: bool, exact: bool
+) -> tuple[str, list[Any]]:
+    where = Where()
+    query = where.param(vector)
+    # Vectors of two models are never compared.
+    where.add(f"embedding_model = {where.param(model)}")
+    filters.apply(where)
+    features = f", {FEATURE_COLUMNS}" if with_features else ""
+    distance = f"embedding <=> {query}"
+    if exact:
+        # Every row the filters keep, ranked, then the columns of the ones it kept. The OFFSET 0
+        # fence keeps the ORDER BY out of the scan, so the planner cannot answer it with the
+        # HNSW index (approximate) and reads the filtered rows instead: a bitmap scan of a
+        # filter index when the filters are selective. Without SET LOCAL enable_indexscan there
+        # is no transaction to open: one round trip instead of four. (Only `articles` has the
+        # selected columns but `id`, which USING merges.)
+        kept = f"SELECT id, {distance} AS distance FROM articles WHERE {where.sql} OFFSET 0"
+        ranked = (
+            f"SELECT id, distance FROM ({kept}) AS k ORDER BY distance LIMIT {where.param(limit)}"
+        )
+        sql = (
+            f"SELECT {RESULT_COLUMNS}, 1 - distance AS score{features} "
+            f"FROM ({ranked}) AS n JOIN articles USING (id) ORDER BY distance"
+        )
+    else:
+        # The index scan yields rows in order: the SELECT list is computed for those only.
+        sql = (
+            f"SELECT {RESULT_COLUMNS}, 1 - ({distance}) AS score{features} FROM articles "
+            f"WHERE {where.sql} ORDER BY {distance} LIMIT {where.param(limit)}"
+        )
+    return sql, where.args
 
 
 def candidate_terms(row: asyncpg.Record) -> Terms:

@@ -4,8 +4,9 @@ HNSW applies WHERE clauses to the candidates it found, so a filtered query can c
 or miss the best matches. The strategy, which holds on pgvector 0.6 and 0.8 alike:
 
 0. Filters that keep few rows (the planner's estimate from its statistics, below
-   EXACT_SCAN_ROWS) go straight to an exact scan of those rows: the cost of a filtered search
-   grows with the rows it keeps, not with the corpus.
+   EXACT_SCAN_ROWS; app.related.estimates keeps it for a minute) go straight to an exact scan
+   of those rows: the cost of a filtered search grows with the rows it keeps, not with the
+   corpus.
 1. Otherwise ask the index with ``ef_search`` at least ``limit`` (and, on 0.8+, an iterative
    scan that keeps walking the graph until enough rows pass the filters, in exact distance
    order).
@@ -34,6 +35,7 @@ import numpy as np
 from app.core.errors import AppError
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
+from app.related.estimates import RowEstimates
 from app.related.repository import Filters, RelatedRepository, SourceArticle, candidate_terms
 from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
@@ -130,8 +132,11 @@ class RelatedService:
         encoder: Encoder,
         ef_search: int,
         corpus_idf: CorpusIdf | None = None,
+        row_estimates: RowEstimates | None = None,
     ) -> None:
         self.repository = repository
+        # Shared by the process's requests (app.state); a new one asks the planner every time.
+        self.row_estimates = row_estimates or RowEstimates(ttl_s=0)
         self.encoder = encoder
         # The read pool's connections start with it (app.db.reads).
         self.ef_search = ef_search
@@ -163,7 +168,8 @@ class RelatedService:
         ``limit`` when that many match); bench/related.py sends these same statements."""
         model = self.encoder.model_name
         exact = filters.restrictive and (
-            await self.repository.estimated_rows(model, filters) < EXACT_SCAN_ROWS
+            await self.row_estimates.get(model, filters, self.repository.estimated_rows)
+            < EXACT_SCAN_ROWS
         )
         ef_search = max(self.ef_search, wanted)
         rows = await self.repository.nearest(
