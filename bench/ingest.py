@@ -168,6 +168,8 @@ def main() -> None:
         ("BBC full articles", BBC, args.bbc),
         ("UCI headlines", UCI, args.uci),
     ):
+        if count == 0:
+            continue
         everything = read_articles(args.data_dir, file, count + WARM_UP)
         articles, warm_up = everything[:count], everything[count:]
         before = model_rate(embedder, texts_of(articles), size)

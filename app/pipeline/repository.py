@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import bindparam, text
+from sqlalchemy import REAL, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import EMBEDDING_DIMENSION
@@ -39,15 +39,20 @@ _CLAIM = text(
 
 # Only if the text is still the one claimed (embedding_hash is rewritten by every upsert that
 # changes the text): a newer edit is never overwritten by the vector of the older text.
+# The vector travels as a binary float4[] and PostgreSQL casts it: pgvector's SQLAlchemy type
+# would format it as text, 384 float-to-string conversions in Python per article on the event
+# loop, which held the GIL long enough to stall the encoder thread (headline ingest ran at 0.63
+# of the model's speed, bench/ingest.py).
 _WRITE_BACK = text(
-    """
+    f"""
     UPDATE articles
-    SET embedding = :embedding, embedding_model = :model, embedding_hash = :new_hash,
+    SET embedding = CAST(:embedding AS real[])::vector({EMBEDDING_DIMENSION}),
+        embedding_model = :model, embedding_hash = :new_hash,
         embedding_status = 'ready', embedding_error = NULL, embedding_lease_until = NULL
     WHERE id = :id AND embedding_status = 'pending'
       AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
     """
-).bindparams(bindparam("embedding", type_=VECTOR(EMBEDDING_DIMENSION)))
+).bindparams(bindparam("embedding", type_=ARRAY(REAL)))
 
 _FAIL = text(
     """
