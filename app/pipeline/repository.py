@@ -40,9 +40,8 @@ _CLAIM = text(
 # Only if the text is still the one claimed (embedding_hash is rewritten by every upsert that
 # changes the text): a newer edit is never overwritten by the vector of the older text.
 # The vector travels as a binary float4[] and PostgreSQL casts it: pgvector's SQLAlchemy type
-# would format it as text, 384 float-to-string conversions in Python per article on the event
-# loop, which held the GIL long enough to stall the encoder thread (headline ingest ran at 0.63
-# of the model's speed, bench/ingest.py).
+# formats it as text, 384 float-to-string conversions in Python per article on the event loop
+# (py-spy: 6 s of CPU per 2,000 headlines in `related ingest`, beside the encoder thread).
 _WRITE_BACK = text(
     f"""
     UPDATE articles
