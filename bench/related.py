@@ -471,7 +471,9 @@ class DirectSql:
             article = await repository.source_article(str(article_id))
             assert article is not None
             wanted = CANDIDATES if hybrid else LIMIT
-            rows = await service.nearest_rows(article.embedding, filters, wanted, LIMIT, hybrid)
+            rows = await service.nearest_rows(
+                article.embedding, filters, wanted, LIMIT, hybrid, probe=article.id
+            )
         return len(rows) >= LIMIT
 
 

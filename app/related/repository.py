@@ -59,6 +59,13 @@ class Where:
     def sql(self) -> str:
         return " AND ".join(self.clauses) or "true"
 
+    def or_id(self, article_id: uuid.UUID) -> "Where":
+        """These clauses, or the one row ``article_id``."""
+        either = Where()
+        either.args = self.args
+        either.add(f"({self.sql}) OR id = {either.param(article_id)}")
+        return either
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -160,11 +167,13 @@ class RelatedRepository:
         with_features: bool = False,
         ef_search: int | None = None,
         exact: bool = False,
+        probe: uuid.UUID | None = None,
     ) -> list[asyncpg.Record]:
         """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), terms
         (see candidate_terms) and category. ``ef_search`` overrides the connection's for the
-        index walk; ``exact`` ranks every row the filters keep instead of walking the index."""
-        sql, args = nearest_sql(vector, model, filters, limit, with_features, exact)
+        index walk; ``exact`` ranks every row the filters keep instead of walking the index.
+        ``probe``: an article let through the filters, one row more (see RelatedService)."""
+        sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
         rows: list[asyncpg.Record]
         if exact or ef_search is None:
             rows = await self.connection.fetch(sql, *args)
@@ -179,13 +188,22 @@ class RelatedRepository:
 
 
 def nearest_sql(
-    vector: Any, model: str, filters: Filters, limit: int, with_features: bool, exact: bool
+    vector: Any,
+    model: str,
+    filters: Filters,
+    limit: int,
+    with_features: bool,
+    exact: bool,
+    probe: uuid.UUID | None = None,
 ) -> tuple[str, list[Any]]:
     where = Where()
     query = where.param(vector)
     # Vectors of two models are never compared.
     where.add(f"embedding_model = {where.param(model)}")
     filters.apply(where)
+    if probe is not None:
+        where = where.or_id(probe)
+        limit += 1
     features = f", {FEATURE_COLUMNS}" if with_features else ""
     distance = f"embedding <=> {query}"
     if exact:
