@@ -59,3 +59,14 @@ async def test_drafts_are_not_probed() -> None:
     index = Index([uuid.uuid4() for _ in range(10)])
     await service(index).nearest_rows([0.0], Filters(), 10, 10, False)
     assert len(index.calls) == 1 and index.calls[0]["probe"] is None
+
+
+async def test_the_walk_holds_the_probe_beside_the_rows_asked_for() -> None:
+    # limit=100 at ef_search 100: the article itself makes 101 rows, the walk must hold them.
+    others = [uuid.uuid4() for _ in range(100)]
+    index = Index([ARTICLE, *others])
+    rows = await service(index).nearest_rows(
+        [0.0], Filters(exclude_id=ARTICLE), 100, 100, False, ARTICLE
+    )
+    assert index.calls[0]["ef_search"] == 101
+    assert len(rows) == 100 and len(index.calls) == 1

@@ -186,7 +186,8 @@ class RelatedService:
             await self.row_estimates.get(model, filters, self.repository.estimated_rows)
             < EXACT_SCAN_ROWS
         )
-        ef_search = max(self.ef_search, wanted)
+        # The walk must hold every row asked for, the probe included, or it comes back short.
+        ef_search = max(self.ef_search, wanted + (probe is not None))
         if exact:
             return await self.repository.nearest(
                 vector, model, filters, wanted, with_features=features, exact=True
