@@ -196,6 +196,7 @@ def nearest_sql(
     exact: bool,
     probe: uuid.UUID | None = None,
 ) -> tuple[str, list[Any]]:
+    """The statement RelatedRepository.nearest sends, with its parameters."""
     where = Where()
     query = where.param(vector)
     # Vectors of two models are never compared.
