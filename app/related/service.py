@@ -188,37 +188,26 @@ class RelatedService:
         )
         # The walk must hold every row asked for, the probe included, or it comes back short.
         ef_search = max(self.ef_search, wanted + (probe is not None))
-        if exact:
+
+        async def nearest(**how: Any) -> list[asyncpg.Record]:
             return await self.repository.nearest(
-                vector, model, filters, wanted, with_features=features, exact=True
+                vector, model, filters, wanted, with_features=features, **how
             )
-        rows = await self.repository.nearest(
-            vector,
-            model,
-            filters,
-            wanted,
-            with_features=features,
-            ef_search=None if ef_search == self.ef_search else ef_search,
-            probe=probe,
+
+        if exact:
+            return await nearest(exact=True)
+        rows = await nearest(
+            ef_search=None if ef_search == self.ef_search else ef_search, probe=probe
         )
         if probe is not None:
             walk_reached_it = any(row["id"] == probe for row in rows)
             rows = [row for row in rows if row["id"] != probe][:wanted]
             if not walk_reached_it:
-                rows = await self.repository.nearest(
-                    vector,
-                    model,
-                    filters,
-                    wanted,
-                    with_features=features,
-                    ef_search=ef_search * LOST_WALK_EF_FACTOR,
-                )
+                rows = await nearest(ef_search=ef_search * LOST_WALK_EF_FACTOR)
         # Short of `limit` means selective filters (see above); short of the extra candidates
         # alone is not worth an exact scan.
         if len(rows) < limit:
-            rows = await self.repository.nearest(
-                vector, model, filters, wanted, with_features=features, exact=True
-            )
+            rows = await nearest(exact=True)
         return rows
 
     async def _search(
