@@ -26,8 +26,7 @@ number of clients, side by side in one run:
   article by id (with its terms); with the filter the planner's row estimate (kept for a
   minute, app/related/estimates.py); the nearest-neighbour query (for hybrid with each
   candidate's vector and terms); the exact scan when the estimate is small or the index comes
-  back short. One round trip each, as the
-  service does; no HTTP, no FastAPI, no rerank.
+  back short. One round trip each, as the service does; no HTTP, no FastAPI, no rerank.
 * http w1, http w2: `uvicorn app.main:create_app --factory --workers N` (uvloop, httptools, log
   level warning as RELATED_LOG_LEVEL=warning) as subprocesses on the same database, driven by a
   minimal HTTP/1.1 keep-alive client on asyncio + uvloop in this process (one connection per

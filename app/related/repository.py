@@ -59,12 +59,9 @@ class Where:
     def sql(self) -> str:
         return " AND ".join(self.clauses) or "true"
 
-    def or_id(self, article_id: uuid.UUID) -> "Where":
-        """These clauses, or the one row ``article_id``."""
-        either = Where()
-        either.args = self.args
-        either.add(f"({self.sql}) OR id = {either.param(article_id)}")
-        return either
+    def or_id(self, article_id: uuid.UUID) -> None:
+        """From now on: these clauses, or the one row ``article_id``."""
+        self.clauses = [f"({self.sql}) OR id = {self.param(article_id)}"]
 
 
 @dataclass(frozen=True)
@@ -203,7 +200,7 @@ def nearest_sql(
     where.add(f"embedding_model = {where.param(model)}")
     filters.apply(where)
     if probe is not None:
-        where = where.or_id(probe)
+        where.or_id(probe)
         limit += 1
     features = f", {FEATURE_COLUMNS}" if with_features else ""
     distance = f"embedding <=> {query}"
