@@ -123,7 +123,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".
-    app.include_router(related_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
+    # Its routes check the key themselves: GET related is a DirectRoute (app.core.routing),
+    # which runs no dependencies.
+    app.include_router(related_router, responses=AUTH_ERRORS)
     app.include_router(
         articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
     )

@@ -149,3 +149,40 @@ async def test_the_exact_scan_never_walks_the_hnsw_index(client: AsyncClient, ap
 
         assert "ix_articles_embedding_hnsw" in await plan(exact=False)
         assert "ix_articles_embedding_hnsw" not in await plan(exact=True)
+
+
+async def test_the_unfiltered_walk_keeps_one_generic_plan(client: AsyncClient, app: Any) -> None:
+    """Planned once, not on every page view: with its LIMIT written in, PostgreSQL keeps a
+    generic plan for the unfiltered statement, and that plan walks the HNSW index."""
+    rng = np.random.default_rng(12)
+    rows = corpus(rng)[:600]
+    model = app.state.encoder.model_name
+    async with app.state.database.sessions() as session, session.begin():
+        session.add_all(
+            Article(
+                **{**r, "embedding": r["embedding"].tolist()},
+                embedding_model=model,
+                embedding_status="ready",
+            )
+            for r in rows
+        )
+    unfiltered = [Filters(exclude_id=r["id"]) for r in rows[:12]]
+    async with app.state.database.read_pool.acquire() as connection, connection.transaction():
+        await connection.execute("ANALYZE articles")
+        await connection.execute("SET LOCAL enable_seqscan = off")  # a table this small
+        for row, filters in zip(rows, unfiltered, strict=False):
+            sql, args = nearest_sql(row["embedding"], model, filters, 10, False, False)
+            await connection.fetch(sql, *args)
+        plans = {
+            record["statement"]: (record["generic_plans"], record["custom_plans"])
+            for record in await connection.fetch(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            )
+        }
+        unfiltered_sql, args = nearest_sql(
+            rows[0]["embedding"], model, unfiltered[0], 10, False, False
+        )
+        generic, _ = plans[unfiltered_sql]
+        assert generic >= 6, plans[unfiltered_sql]  # custom for the first five, then generic
+        plan = await connection.fetch(f"EXPLAIN (GENERIC_PLAN) {unfiltered_sql}", *args)
+        assert "ix_articles_embedding_hnsw" in "\n".join(line[0] for line in plan)

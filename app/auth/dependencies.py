@@ -22,6 +22,8 @@ bearer_scheme = HTTPBearer(
     description="An API key made with `related keys create`: `Authorization: Bearer rk_...`.",
 )
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+# The same declaration for a route that calls `authorize` itself (app.core.routing).
+READ_SECURITY: list[dict[str, list[str]]] = [{bearer_scheme.scheme_name: []}]
 
 
 async def authenticate(request: Request, token: str, client: str) -> Principal | None:
@@ -40,7 +42,8 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _authorize(request: Request, scope: Scope) -> Principal:
+async def authorize(request: Request, scope: Scope) -> Principal:
+    """The caller, allowed ``scope`` and within its rate limit, or the 401, 403 or 429."""
     # Settings from the app's state, not SettingsDep: this runs on every /v1 request, and each
     # dependency FastAPI resolves costs 10 to 20 us (see app.related.dependencies).
     settings: Settings = request.app.state.settings
@@ -82,10 +85,10 @@ async def _authorize(request: Request, scope: Scope) -> Principal:
 
 
 async def require_read(request: Request, _: BearerDep) -> Principal:
-    return await _authorize(request, Scope.READ)
+    return await authorize(request, Scope.READ)
 
 
 async def require_by_method(request: Request, _: BearerDep) -> Principal:
     """GET and HEAD read; every other method writes."""
     scope = Scope.READ if request.method in ("GET", "HEAD") else Scope.WRITE
-    return await _authorize(request, scope)
+    return await authorize(request, scope)

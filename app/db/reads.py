@@ -13,6 +13,7 @@ no transaction: one round trip for the article, one for its neighbours.
 
 import struct
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
@@ -74,7 +75,9 @@ async def create_read_pool(
     return pool
 
 
-async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+@asynccontextmanager
+async def read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the read pool for the request, back in the pool when it ends."""
     pool: asyncpg.Pool = request.app.state.database.read_pool
     settings: Settings = request.app.state.settings
     try:
@@ -85,6 +88,11 @@ async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connect
         yield connection
     finally:
         await pool.release(connection)
+
+
+async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with read_connection(request) as connection:
+        yield connection
 
 
 ReadConnectionDep = Annotated[asyncpg.Connection, Depends(get_read_connection, scope="function")]

@@ -1,6 +1,8 @@
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
+from pydantic import TypeAdapter
 
 from app.articles.dependencies import ArticleRef
 from app.core.errors import not_found
@@ -12,10 +14,10 @@ from app.related.service import RelatedService
 from app.related.statistics import TermStatistics
 
 
-async def get_related_service(connection: ReadConnectionDep, request: Request) -> RelatedService:
-    # The repository built here and the app's encoder and settings read here, rather than as
-    # dependencies of their own: every page view resolves this graph, and FastAPI resolves each
-    # dependency again wherever it is declared (cached or not), 10 to 20 us a node.
+def related_service(request: Request, connection: asyncpg.Connection) -> RelatedService:
+    # The app's encoder and settings read here rather than as dependencies of their own: the
+    # page-view route resolves no dependencies (app.core.routing), and each one FastAPI
+    # resolves elsewhere costs 10 to 20 us.
     state = request.app.state
     statistics: TermStatistics = state.term_statistics
     return RelatedService(
@@ -27,18 +29,19 @@ async def get_related_service(connection: ReadConnectionDep, request: Request) -
     )
 
 
+async def get_related_service(connection: ReadConnectionDep, request: Request) -> RelatedService:
+    return related_service(request, connection)
+
+
 RelatedServiceDep = Annotated[RelatedService, Depends(get_related_service)]
 
+# GET related's path parameter and filters, parsed by the route itself (app.core.routing).
+article_ref = TypeAdapter(ArticleRef)
+related_query = QueryModel(RelatedQuery)
 
-async def get_source_article(ref: ArticleRef, service: RelatedServiceDep) -> SourceArticle:
+
+async def source_article(service: RelatedService, ref: str) -> SourceArticle:
     article = await service.repository.source_article(ref)
     if article is None:
         raise not_found("article", ref)
     return article
-
-
-SourceArticleDep = Annotated[SourceArticle, Depends(get_source_article)]
-
-# The filters of GET related: every news page view parses them (see app.core.query).
-related_query = QueryModel(RelatedQuery)
-RelatedQueryDep = Annotated[RelatedQuery, Depends(related_query)]

@@ -221,9 +221,16 @@ def nearest_sql(
         )
     else:
         # The index scan yields rows in order: the SELECT list is computed for those only.
+        # Without restrictive filters the HNSW scan is the only sensible plan, and a literal
+        # LIMIT lets PostgreSQL keep one generic plan for the statement asyncpg prepared rather
+        # than plan it again on every request (costed for an unknown LIMIT, the generic plan
+        # never wins): 0.4 ms of its CPU, a fifth of the statement. With restrictive filters
+        # the best plan can depend on how many rows their values keep: LIMIT stays a parameter
+        # and the choice stays PostgreSQL's usual one.
+        rows = where.param(limit) if filters.restrictive else str(int(limit))
         sql = (
             f"SELECT {RESULT_COLUMNS}, 1 - ({distance}) AS score{features} FROM articles "
-            f"WHERE {where.sql} ORDER BY {distance} LIMIT {where.param(limit)}"
+            f"WHERE {where.sql} ORDER BY {distance} LIMIT {rows}"
         )
     return sql, where.args
 

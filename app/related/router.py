@@ -1,50 +1,71 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request, Response
 
+from app.auth.dependencies import READ_SECURITY, authorize, require_read
+from app.auth.models import Scope
 from app.core.deps import SettingsDep
 from app.core.errors import ErrorResponse
 from app.core.limits import check_text_length
+from app.core.routing import DirectRoute, path_parameter, path_parameter_openapi
+from app.db.reads import read_connection
 from app.related.dependencies import (
-    RelatedQueryDep,
     RelatedServiceDep,
-    SourceArticleDep,
+    article_ref,
     related_query,
+    related_service,
+    source_article,
 )
 from app.related.schemas import ArticleKey, DraftIn, RelatedOut
 
 router = APIRouter(tags=["related"])
 
 
-@router.get(
-    "/v1/articles/{ref:path}/related",
-    responses={
-        404: {"model": ErrorResponse, "description": "No such article"},
-        409: {"model": ErrorResponse, "description": "The article is not embedded yet"},
-        422: {"model": ErrorResponse, "description": "Invalid filters"},
-    },
-    openapi_extra=related_query.openapi(),
-)
-async def related_to_article(
-    # The query after the article, as FastAPI validated it: an unknown article is a 404 even
-    # with invalid filters.
-    article: SourceArticleDep,
-    query: RelatedQueryDep,
-    service: RelatedServiceDep,
-) -> RelatedOut:
+async def related_to_article(request: Request) -> Response:
     """Articles related to a stored one, best first; never the article itself.
 
     `{ref}` is our id or the publisher's external_id. List filters repeat the parameter:
     `?source=A&source=B`.
     """
-    items = await service.for_article(article, query)
-    return RelatedOut(
+    # The request on every page view: a DirectRoute (app.core.routing), its checks in order.
+    await authorize(request, Scope.READ)
+    ref = path_parameter(request, "ref", article_ref)
+    async with read_connection(request) as connection:
+        service = related_service(request, connection)
+        # An unknown article is a 404 even with invalid filters.
+        article = await source_article(service, ref)
+        query = await related_query(request)
+        items = await service.for_article(article, query)
+    out = RelatedOut(
         article=ArticleKey(id=article.id, external_id=article.external_id),
         model=service.encoder.model_name,
         items=items,
     )
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+router.add_api_route(
+    "/v1/articles/{ref:path}/related",
+    related_to_article,
+    methods=["GET"],
+    route_class_override=DirectRoute,
+    response_model=RelatedOut,
+    responses={
+        404: {"model": ErrorResponse, "description": "No such article"},
+        409: {"model": ErrorResponse, "description": "The article is not embedded yet"},
+        422: {"model": ErrorResponse, "description": "Invalid filters"},
+    },
+    openapi_extra={
+        "security": READ_SECURITY,
+        "parameters": [
+            path_parameter_openapi("ref", article_ref),
+            *related_query.openapi()["parameters"],
+        ],
+    },
+)
 
 
 @router.post(
     "/v1/related",
+    dependencies=[Depends(require_read)],
     responses={422: {"model": ErrorResponse, "description": "Invalid text or filters"}},
 )
 async def related_to_text(
