@@ -186,3 +186,38 @@ async def test_the_unfiltered_walk_keeps_one_generic_plan(client: AsyncClient, a
         assert generic >= 6, plans[unfiltered_sql]  # custom for the first five, then generic
         plan = await connection.fetch(f"EXPLAIN (GENERIC_PLAN) {unfiltered_sql}", *args)
         assert "ix_articles_embedding_hnsw" in "\n".join(line[0] for line in plan)
+
+
+async def test_the_exact_scan_of_a_source_or_category_reads_only_its_index(
+    client: AsyncClient, app: Any
+) -> None:
+    """Migration 0009's covering indexes hold everything the exact statement reads of the rows
+    a source or category filter keeps, exclusions included: an index-only scan."""
+    rng = np.random.default_rng(13)
+    rows = corpus(rng)[:600]
+    model = app.state.encoder.model_name
+    async with app.state.database.sessions() as session, session.begin():
+        session.add_all(
+            Article(
+                **{**r, "embedding": r["embedding"].tolist()},
+                embedding_model=model,
+                embedding_status="ready",
+            )
+            for r in rows
+        )
+    async with app.state.database.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.exec_driver_sql("VACUUM ANALYZE articles")  # the visibility map
+    excluded = dict(exclude_id=rows[0]["id"], exclude_ids=[rows[1]["external_id"]])
+    async with app.state.database.read_pool.acquire() as connection, connection.transaction():
+        # A table this small is cheaper to read whole; what is tested is that it need not be.
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        await connection.execute("SET LOCAL enable_bitmapscan = off")
+        for filters, index in (
+            (Filters(source=["source-0"], **excluded), "ix_articles_source_published_at"),
+            (Filters(category=["science"], **excluded), "ix_articles_category_published_at"),
+        ):
+            sql, args = nearest_sql(rows[0]["embedding"], model, filters, 10, False, True)
+            lines = await connection.fetch(f"EXPLAIN {sql}", *args)
+            plan = "\n".join(line[0] for line in lines)
+            assert f"Index Only Scan using {index}" in plan, plan

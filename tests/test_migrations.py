@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.articles.models import COVERED_BY_FILTER_INDEXES
 from app.db import migrate
 from app.db.base import Base
 from tests.conftest import fresh_database
@@ -29,13 +30,17 @@ async def _state(url: str) -> dict[str, Any]:
             def read(sync_conn: Any) -> dict[str, Any]:
                 inspector = inspect(sync_conn)
                 tables = set(inspector.get_table_names())
-                indexes = (
-                    {i["name"] for i in inspector.get_indexes("articles")}
-                    if "articles" in tables
-                    else set()
-                )
+                found = inspector.get_indexes("articles") if "articles" in tables else []
                 diff = compare_metadata(MigrationContext.configure(sync_conn), Base.metadata)
-                return {"tables": tables, "indexes": indexes, "diff": diff}
+                return {
+                    "tables": tables,
+                    "indexes": {i["name"] for i in found},
+                    "included": {
+                        i["name"]: i.get("dialect_options", {}).get("postgresql_include", [])
+                        for i in found
+                    },
+                    "diff": diff,
+                }
 
             state = await conn.run_sync(read)
             state["vector"] = await conn.scalar(
@@ -59,6 +64,13 @@ async def test_upgrade_downgrade_upgrade_without_drift(scratch_url: str) -> None
     assert "hnsw" in state["hnsw"] and "vector_cosine_ops" in state["hnsw"]
     assert {"ix_articles_published_at_id", "ix_articles_source_published_at"} <= state["indexes"]
     assert state["diff"] == []  # what `alembic check` verifies
+    # ...which does not compare an index's INCLUDE columns.
+    declared = {
+        index.name: list(index.dialect_options["postgresql"]["include"] or [])
+        for index in Base.metadata.tables["articles"].indexes
+    }
+    assert {name: state["included"][name] for name in declared} == declared
+    assert declared["ix_articles_source_published_at"] == COVERED_BY_FILTER_INDEXES
 
     await asyncio.to_thread(migrate.downgrade, scratch_url, "base")
     assert "articles" not in (await _state(scratch_url))["tables"]

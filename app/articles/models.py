@@ -20,6 +20,9 @@ from app.db.base import Base
 
 # The column's dimension is fixed by the migration; a model with another dimension needs one.
 EMBEDDING_DIMENSION = 384
+# What the exact scan of related search reads besides its filter columns
+# (app.related.repository): in the filter indexes, the scan never visits the table.
+COVERED_BY_FILTER_INDEXES = ["embedding_model", "id", "external_id", "embedding"]
 
 # The words the lexical signal of related ranking reads: the headline, then the body (or the
 # summary when there is no body), in PostgreSQL's English configuration (stemmed, no stop words).
@@ -112,7 +115,20 @@ class Article(Base):
         ),
         # Listing and time windows walk published_at; the filters below narrow related queries.
         Index("ix_articles_published_at_id", "published_at", "id"),
-        Index("ix_articles_source_published_at", "source", "published_at"),
-        Index("ix_articles_category_published_at", "category", "published_at"),
+        # A source's or a category's rows are spread over the whole table: these two carry what
+        # the exact scan of a selective filter reads, so it never visits the table (migration
+        # 0009: 2.6x faster at a 2% source, for an index as large as the vectors).
+        Index(
+            "ix_articles_source_published_at",
+            "source",
+            "published_at",
+            postgresql_include=COVERED_BY_FILTER_INDEXES,
+        ),
+        Index(
+            "ix_articles_category_published_at",
+            "category",
+            "published_at",
+            postgresql_include=COVERED_BY_FILTER_INDEXES,
+        ),
         Index("ix_articles_language_published_at", "language", "published_at"),
     )
