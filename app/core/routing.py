@@ -2,10 +2,10 @@
 
 `GET /v1/articles/{ref}/related` is asked once per news page view. Through an ordinary FastAPI
 route it cost about 3 ms of API CPU, 1.3 ms more than the same work from a plain Starlette
-route (bench/related.py; docs/performance.md, "The route without FastAPI's dependency
-machinery"): FastAPI resolves the dependency graph node by node on every request (10 to 20 us a
-node, path and query parameters included), then validates and serializes the response through
-the response model's adapter. A `DirectRoute` is still an APIRoute, so FastAPI documents it as
+route (measured in process; docs/performance.md, "Run of 27 November, 23:44 UTC"): FastAPI
+resolves the dependency graph node by node on every request (10 to 20 us a node, path and query
+parameters included), then validates and serializes the response through the response model's
+adapter. A `DirectRoute` is still an APIRoute, so FastAPI documents it as
 it documents any other (response model, responses, `openapi_extra` for its parameters), and the
 app's exception handlers and middleware see it as any other; but its endpoint is called with the
 Request alone and returns the Response itself. Its checks are in the endpoint, in order, where
@@ -22,6 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 
 
 class DirectRoute(APIRoute):
+    """An APIRoute whose endpoint takes the Request and returns the Response. Include its
+    router without dependencies too: they would be documented and never run."""
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if kwargs.get("dependencies"):
             # They would be documented and never run: an API key check skipped without a sound.
@@ -33,6 +36,7 @@ class DirectRoute(APIRoute):
 
 
 def path_parameter_openapi(name: str, adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """The parameter as FastAPI documents a declared one (for the route's `openapi_extra`)."""
     schema = adapter.json_schema()
     parameter = {"name": name, "in": "path", "required": True, "schema": schema}
     if "description" in schema:
