@@ -44,6 +44,18 @@ def corpus(rng: np.random.Generator) -> list[dict[str, Any]]:
     return rows
 
 
+async def store(app: Any, rows: list[dict[str, Any]]) -> None:
+    async with app.state.database.sessions() as session, session.begin():
+        session.add_all(
+            Article(
+                **{**r, "embedding": r["embedding"].tolist()},
+                embedding_model=app.state.encoder.model_name,
+                embedding_status="ready",  # stored with its vector: nothing for workers to do
+            )
+            for r in rows
+        )
+
+
 def exact_top(rows: list[dict[str, Any]], query: dict[str, Any], keep: Any, k: int) -> list[str]:
     candidates = [r for r in rows if r is not query and keep(r)]
     scores = np.array([float(r["embedding"] @ query["embedding"]) for r in candidates])
@@ -84,16 +96,7 @@ async def test_filtered_related_matches_exact_search(
     monkeypatch.setattr(service, "EXACT_SCAN_ROWS", exact_scan_rows)
     rng = np.random.default_rng(7)
     rows = corpus(rng)
-    model = app.state.encoder.model_name
-    async with app.state.database.sessions() as session, session.begin():
-        session.add_all(
-            Article(
-                **{**r, "embedding": r["embedding"].tolist()},
-                embedding_model=model,
-                embedding_status="ready",  # stored with its vector: nothing for workers to do
-            )
-            for r in rows
-        )
+    await store(app, rows)
 
     recalls = []
     for query in [rows[int(i)] for i in rng.choice(N_ARTICLES, 15, replace=False)]:
@@ -127,15 +130,7 @@ async def test_the_exact_scan_never_walks_the_hnsw_index(client: AsyncClient, ap
     rng = np.random.default_rng(11)
     rows = corpus(rng)[:600]
     model = app.state.encoder.model_name
-    async with app.state.database.sessions() as session, session.begin():
-        session.add_all(
-            Article(
-                **{**r, "embedding": r["embedding"].tolist()},
-                embedding_model=model,
-                embedding_status="ready",
-            )
-            for r in rows
-        )
+    await store(app, rows)
     filters = Filters(exclude_id=rows[0]["id"])
     async with app.state.database.read_pool.acquire() as connection, connection.transaction():
         await connection.execute("ANALYZE articles")
@@ -157,15 +152,7 @@ async def test_the_unfiltered_walk_keeps_one_generic_plan(client: AsyncClient, a
     rng = np.random.default_rng(12)
     rows = corpus(rng)[:600]
     model = app.state.encoder.model_name
-    async with app.state.database.sessions() as session, session.begin():
-        session.add_all(
-            Article(
-                **{**r, "embedding": r["embedding"].tolist()},
-                embedding_model=model,
-                embedding_status="ready",
-            )
-            for r in rows
-        )
+    await store(app, rows)
     unfiltered = [Filters(exclude_id=r["id"]) for r in rows[:12]]
     async with app.state.database.read_pool.acquire() as connection, connection.transaction():
         await connection.execute("ANALYZE articles")
@@ -196,15 +183,7 @@ async def test_the_exact_scan_of_a_source_or_category_reads_only_its_index(
     rng = np.random.default_rng(13)
     rows = corpus(rng)[:600]
     model = app.state.encoder.model_name
-    async with app.state.database.sessions() as session, session.begin():
-        session.add_all(
-            Article(
-                **{**r, "embedding": r["embedding"].tolist()},
-                embedding_model=model,
-                embedding_status="ready",
-            )
-            for r in rows
-        )
+    await store(app, rows)
     async with app.state.database.engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
         await autocommit.exec_driver_sql("VACUUM ANALYZE articles")  # the visibility map
