@@ -27,8 +27,11 @@ number of clients, side by side in one run:
   minute, app/related/estimates.py); the nearest-neighbour query (for hybrid with each
   candidate's vector and terms); the exact scan when the estimate is small or the index comes
   back short. One round trip each, as the service does; no HTTP, no FastAPI, no rerank.
-* http w1, http w2: `uvicorn app.main:create_app --factory --workers N` (uvloop, httptools, log
-  level warning as RELATED_LOG_LEVEL=warning) as subprocesses on the same database, driven by a
+* http w1, http w2: N processes of `uvicorn app.main:create_app --factory` (one worker each;
+  uvloop, httptools, log level warning as RELATED_LOG_LEVEL=warning), each on its own port, as
+  N processes behind a load balancer: the clients' connections are spread over them in turn.
+  (`uvicorn --workers 2` shares one listening socket, and the first worker to accept took all
+  16 connections: `ss -tnp` during a run; its rows measured one busy worker.) Driven by a
   minimal HTTP/1.1 keep-alive client on asyncio + uvloop in this process (one connection per
   client, each sending its next request when the previous answer is read).
 
@@ -36,9 +39,9 @@ Each run warms up for a second, then counts --seconds. p50 and p99 are per reque
 by the client; req/s is completed requests over the run; any non-200 answer or transport error
 counts as an error. CPU: the 2 cores are shared by this process (the load generator, or the
 direct client), the API processes, PostgreSQL and anything else on the machine; each run prints
-the share of each, from /proc, and the load average. Memory: resident set (VmRSS) of each API
-process tree with the model loaded: idle after start-up, the peak under load (sampled every
-100 ms) and idle again after the runs (shared pages count once per process).
+the share of each, from /proc, and the load average. Memory: resident set (VmRSS) of the API
+processes with the model loaded, summed: idle after start-up, the peak under load (sampled every
+100 ms, each process's peak) and idle again after the runs (shared pages count once per process).
 
 Recall@10: for --recall-queries articles, the plain filtered answer over HTTP against an exact
 search (the same SQL with SET LOCAL enable_indexscan = off); the unfiltered one too.
@@ -501,7 +504,6 @@ def ensure_shared_buffers(server: Any, data_dir: Path, size: str) -> None:
 
 @dataclass
 class Server:
-    workers: int
     port: int
     process: subprocess.Popen[bytes]
     rss: RssSampler
@@ -509,7 +511,8 @@ class Server:
     idle_after_load: float = 0.0
 
 
-def start_server(workers: int, database_url: str, log: Path, ef_search: int) -> Server:
+def start_server(database_url: str, log: Path, ef_search: int) -> Server:
+    """One single-worker API process on a port of its own."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELATED_")}
     env.update(
@@ -523,35 +526,30 @@ def start_server(workers: int, database_url: str, log: Path, ef_search: int) -> 
         PYTHONPATH=str(ROOT),
     )
     command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    # uvicorn restarts a worker that misses a 5 s health check; on a loaded 2-core machine a
-    # worker busy loading the model misses it, and the restart loop loads the model again.
-    command += ["--log-level", "warning", "--timeout-worker-healthcheck", "60"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     output = log.open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     sampler = RssSampler(process.pid)
     sampler.start()
-    return Server(workers, port, process, sampler)
+    return Server(port, process, sampler)
 
 
-async def wait_ready(server: Server, expected: int) -> None:
-    """Ready when every worker answers /readyz (connections land on any worker)."""
+async def wait_ready(server: Server) -> None:
+    """Ready when it answers /readyz."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise SystemExit(f"uvicorn --workers {server.workers} exited during start-up")
-        processes = len(process_tree(server.process.pid))
+            raise SystemExit(f"the API on port {server.port} exited during start-up")
         try:
             client = HttpClient(server.port)
             status, _ = await client.get("/readyz")
             client.close()
-            if status == 200 and processes >= expected:
-                await asyncio.sleep(2)  # the other worker(s) finish their lifespan
+            if status == 200:
                 return
         except OSError:
             pass
         await asyncio.sleep(0.5)
-    raise SystemExit(f"uvicorn --workers {server.workers} not ready within 300 s")
+    raise SystemExit(f"the API on port {server.port} not ready within 300 s")
 
 
 async def recall_at_10(
@@ -619,30 +617,32 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
 
     logs = args.cache_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    servers: dict[str, Server] = {}
+    # "http wN": N single-worker API processes, the clients spread over them in turn.
+    servers: dict[str, list[Server]] = {}
     try:
         for workers in args.workers:
-            server = start_server(
-                workers,
-                to_async_url(url),
-                logs / f"uvicorn-w{workers}.log",
-                settings.hnsw_ef_search,
-            )
-            await wait_ready(server, 1 + workers if workers > 1 else 1)
-            server.idle_after_start = rss_mib(process_tree(server.process.pid))
-            servers[f"http w{workers}"] = server
+            group = []
+            for index in range(workers):
+                log = logs / f"uvicorn-w{workers}-{index}.log"
+                group.append(start_server(to_async_url(url), log, settings.hnsw_ef_search))
+            for server in group:
+                await wait_ready(server)
+                server.idle_after_start = rss_mib(process_tree(server.process.pid))
+            servers[f"http w{workers}"] = group
         print(f"API processes ready; load average {load_average()}")
 
         clients: dict[str, list[HttpClient]] = {
-            name: [HttpClient(s.port) for _ in range(max(args.clients))]
-            for name, s in servers.items()
+            name: [HttpClient(group[c % len(group)].port) for c in range(max(args.clients))]
+            for name, group in servers.items()
         }
         parties: dict[str, Callable[[], list[int]]] = {
             "bench": lambda: [os.getpid()],
             "postgres": postmaster_tree(pg_data),
         }
-        for name, server in servers.items():
-            parties[name.replace("http ", "api ")] = lambda s=server: process_tree(s.process.pid)
+        for name, group in servers.items():
+            parties[name.replace("http ", "api ")] = lambda g=group: [
+                pid for server in g for pid in process_tree(server.process.pid)
+            ]
         meter = CpuMeter(parties)
 
         runs: list[Run] = []
@@ -663,7 +663,7 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
                     await drive(n, args.seconds, direct_request, run, meter)
                     runs.append(run)
                     print_run(run)
-                    for name, server in servers.items():
+                    for name, group in servers.items():
 
                         async def http_request(
                             client: int,
@@ -680,15 +680,18 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
                         for client in clients[name]:
                             client.close()
                         run = Run(ranking, filtered, n, name)
-                        server.rss.running.set()
+                        for server in group:
+                            server.rss.running.set()
                         await drive(n, args.seconds, http_request, run, meter)
-                        server.rss.running.clear()
+                        for server in group:
+                            server.rss.running.clear()
                         runs.append(run)
                         print_run(run)
 
-        for server in servers.values():
+        every = [server for group in servers.values() for server in group]
+        for server in every:
             server.idle_after_load = rss_mib(process_tree(server.process.pid))
-        first = next(iter(servers.values()))
+        first = next(iter(servers.values()))[0]
         recall_ids = ids[: args.recall_queries]
         recalls = None
         if recall_ids:
@@ -706,13 +709,14 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
                 f"source={FILTER_SOURCE} ({100 * share:.1f}%) mean {filtered_mean:.3f} "
                 f"(min {filtered_min:.2f})"
             )
-        print("\nresident memory of the API (model loaded), VmRSS of the process tree:")
-        for name, server in servers.items():
-            processes = len(process_tree(server.process.pid))
+        print("\nresident memory of the API (model loaded), VmRSS of its processes, summed:")
+        for name, group in servers.items():
+            processes = sum(len(process_tree(server.process.pid)) for server in group)
             print(
                 f"  {name} ({processes} processes): idle after start-up "
-                f"{server.idle_after_start:,.0f} MiB, peak under load {server.rss.peak:,.0f} MiB, "
-                f"idle after the runs {server.idle_after_load:,.0f} MiB"
+                f"{sum(s.idle_after_start for s in group):,.0f} MiB, peak under load "
+                f"{sum(s.rss.peak for s in group):,.0f} MiB, idle after the runs "
+                f"{sum(s.idle_after_load for s in group):,.0f} MiB"
             )
         print_targets(runs, None if recalls is None else recalls[1][0])
         if args.chart:
@@ -723,7 +727,7 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
                 client.close()
     finally:
         await pool.close()
-        for server in servers.values():
+        for server in [server for group in servers.values() for server in group]:
             server.rss.stopped.set()
             tree = process_tree(server.process.pid)
             server.process.terminate()
@@ -852,7 +856,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3000, help="real articles embedded")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
     parser.add_argument("--clients", type=ints, default=[1, 16])
-    parser.add_argument("--workers", type=ints, default=[1, 2], help="uvicorn --workers")
+    parser.add_argument(
+        "--workers", type=ints, default=[1, 2], help="API processes, one worker each"
+    )
     parser.add_argument("--rankings", type=lambda s: s.split(","), default=["plain", "hybrid"])
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4)
