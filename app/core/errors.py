@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -53,6 +53,15 @@ class ErrorResponse(BaseModel):
 
 def not_found(kind: str, ref: str) -> AppError:
     return AppError(404, "not_found", f"{kind} {ref!r} does not exist", {"ref": ref})
+
+
+def request_validation_error(exc: ValidationError, *where: str) -> RequestValidationError:
+    """A model's validation failure as FastAPI's own for a request part (``"query"``, or
+    ``"path", "ref"``), for inputs a route parses itself: the same 422, the same field paths."""
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        error["loc"] = (*where, *error["loc"])
+    return RequestValidationError(errors)
 
 
 def validation_error(details: list[dict[str, Any]], message: str = "Invalid input") -> AppError:

@@ -13,8 +13,9 @@ import types
 from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+
+from app.core.errors import request_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,10 +45,7 @@ class QueryModel(Generic[M]):
         try:
             return self.model.model_validate(data)
         except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            for error in errors:
-                error["loc"] = ("query", *error["loc"])
-            raise RequestValidationError(errors) from None
+            raise request_validation_error(exc, "query") from None
 
     def openapi(self) -> dict[str, Any]:
         schema = self.model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -16,9 +16,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
+
+from app.core.errors import request_validation_error
 
 
 class DirectRoute(APIRoute):
@@ -50,7 +51,4 @@ def path_parameter(request: Request, name: str, adapter: TypeAdapter[Any]) -> An
     try:
         return adapter.validate_python(request.path_params[name])
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        for error in errors:
-            error["loc"] = ("path", name, *error["loc"])
-        raise RequestValidationError(errors) from None
+        raise request_validation_error(exc, "path", name) from None
