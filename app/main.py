@@ -1,6 +1,7 @@
 """The FastAPI application: routers, error handling, and the resources of its lifespan."""
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,6 +86,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             app.state.encoder = encoder
             app.state.embedding_worker = worker
             app.state.pending_gauge = pending
+            # The model's half a million objects never die: out of the collector's sight, a
+            # full collection takes 4 ms instead of 430 ms (a stall of every request in flight).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

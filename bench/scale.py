@@ -1,7 +1,7 @@
 """HNSW at a million vectors: build time, index size, latency and recall against exact search.
 
     .venv/bin/python bench/scale.py [--vectors 1000000] [--queries 200] [--ef 40,100,200,400]
-        [--m 16] [--ef-construction 64] [--maintenance-work-mem 4GB] [--parallel-workers 1]
+        [--m 16] [--ef-construction 200] [--maintenance-work-mem 4GB] [--parallel-workers 1]
         [--database-url postgresql://...]
 
 Its own database (never the service's): without --database-url, a fresh embedded PostgreSQL
@@ -292,7 +292,7 @@ def main() -> None:
         "--ef", type=lambda s: [int(x) for x in s.split(",")], default=[40, 100, 200, 400]
     )
     parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=64)
+    parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--maintenance-work-mem", default="4GB")
     parser.add_argument("--parallel-workers", type=int, default=1)
     parser.add_argument("--noise", type=float, default=0.75, help="noise norm around a centre")

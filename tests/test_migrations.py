@@ -1,6 +1,7 @@
 """Alembic is the only way the schema is made: up, down, up again, and no drift from the models."""
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -71,6 +72,11 @@ async def test_upgrade_downgrade_upgrade_without_drift(scratch_url: str) -> None
     }
     assert {name: state["included"][name] for name in declared} == declared
     assert declared["ix_articles_source_published_at"] == COVERED_BY_FILTER_INDEXES
+    # ...nor the HNSW graph's build options (m, ef_construction: migration 0010).
+    hnsw = next(i for i in Base.metadata.tables["articles"].indexes if "hnsw" in i.name)
+    built = dict(re.findall(r"(\w+)='(\d+)'", state["hnsw"]))
+    assert built == {k: str(v) for k, v in hnsw.dialect_options["postgresql"]["with"].items()}
+    assert built["ef_construction"] == "200"
 
     await asyncio.to_thread(migrate.downgrade, scratch_url, "base")
     assert "articles" not in (await _state(scratch_url))["tables"]

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     )
 
     hnsw_ef_search: int = Field(
-        default=100,
+        default=40,
         ge=10,
         le=1000,
         description="HNSW candidate list size per related query (recall versus latency).",
