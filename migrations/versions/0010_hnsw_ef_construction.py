@@ -10,7 +10,9 @@ exact search, 600 articles:
 
 so the better graph at ef_search 40 beats the old one at 100, and a query at 40 costs
 PostgreSQL about half the CPU of one at 100 (pgbench). The price is paid once per row: the
-build takes about twice as long (100k: 71 s against 37 s) and each insert a little more.
+build takes about twice as long (100k: 71 s against 37 s) and so does each insert (2,000
+vectors into a 100k graph: 2.9 against 1.2 ms each; into a new one, 1.65 against 1.09). A news
+site reads an article's related box far more often than it writes the article.
 
 Built CONCURRENTLY under another name, then swapped: a large table keeps taking writes and
 answering queries (with the old graph) meanwhile.
