@@ -74,7 +74,7 @@ def ingest(
     async def run() -> int:
         embedder = await asyncio.to_thread(load_embedder, settings)
         async with open_database(settings) as database:
-            encoder = Encoder(embedder, settings.embedding_batch_size)
+            encoder = Encoder.from_settings(embedder, settings)
             encoder.start()
             try:
                 # Timed without the model load and database start, so rates compare with the
@@ -121,7 +121,7 @@ def worker() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with open_database(settings) as database:
-            encoder = Encoder(embedder, settings.embedding_batch_size)
+            encoder = Encoder.from_settings(embedder, settings)
             encoder.start()
             embedding = EmbeddingWorker.from_settings(database, encoder, settings)
             embedding.start(requeue_other_models=True)
@@ -168,7 +168,7 @@ def reembed(
             typer.echo(f"queued {queued} articles for {embedder.name}")
             if not wait:
                 return
-            encoder = Encoder(embedder, settings.embedding_batch_size)
+            encoder = Encoder.from_settings(embedder, settings)
             encoder.start()
             embedding = EmbeddingWorker.from_settings(database, encoder, settings)
             embedding.start()
@@ -228,7 +228,7 @@ def evaluate(
             settings = Settings(database_url=None, data_dir=Path(data_dir))
             embedder = await asyncio.to_thread(load_embedder, get_settings())
             async with open_database(settings) as database:
-                encoder = Encoder(embedder, settings.embedding_batch_size)
+                encoder = Encoder.from_settings(embedder, settings)
                 encoder.start()
                 try:
                     evaluation = await run_evaluation(

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
                 f"{EMBEDDING_DIMENSION}-d ones (a new migration is needed to change it)"
             )
         async with open_database(settings) as database:
-            encoder = Encoder(model, settings.embedding_batch_size)
+            encoder = Encoder.from_settings(model, settings)
             encoder.batch_observers.append(metrics.observe_encode)
             metrics.add_queue("encoder", lambda: encoder.queue_depth)
             metrics.watch_pool(database.engine.pool)

@@ -38,6 +38,31 @@ async def test_concurrent_requests_are_merged_into_batches_off_the_event_loop() 
     assert threading.main_thread().name not in embedder.thread_names
 
 
+async def test_streams_encode_batches_at_the_same_time_and_keep_the_order() -> None:
+    class Rendezvous(HashEmbedder):
+        """Each call waits until another call is running too: one stream alone would hang."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.barrier = threading.Barrier(2, timeout=10)
+
+        def encode(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+            self.barrier.wait()
+            return super().encode(texts)
+
+    embedder = Rendezvous()
+    encoder = Encoder(embedder, batch_size=2, streams=2)
+    encoder.start()
+    try:
+        texts = [f"text {i}" for i in range(8)]
+        together = await encoder.encode(texts)
+    finally:
+        await encoder.close()
+    np.testing.assert_allclose(together, HashEmbedder().encode(texts))
+    assert len(embedder.calls) == 4
+    assert len(embedder.thread_names) == 2
+
+
 async def test_interactive_work_goes_before_queued_bulk_work() -> None:
     embedder = HashEmbedder()
     encoder = Encoder(embedder, batch_size=2)

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         "(ONNX Runtime, dynamically quantized). The ONNX models are exported locally, once.",
     )
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_streams: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Batches the model encodes at once, each on its own thread with the "
+        "process's cores shared out between them (2 on 2 cores: 1 compute thread each).",
+    )
     embedding_device: str = Field(default="cpu", description="torch device (torch backend).")
     embedder_factory: str | None = Field(
         default=None,

@@ -25,12 +25,24 @@ class Embedder(Protocol):
     def encode(self, texts: list[str]) -> Vectors: ...
 
 
+def compute_threads(streams: int) -> int:
+    """Compute threads per encoding stream: the cores this process may use, shared out."""
+    return max(1, len(os.sched_getaffinity(0)) // streams)
+
+
 class SentenceTransformerEmbedder:
-    def __init__(self, name: str, path: str, device: str, batch_size: int) -> None:
+    def __init__(
+        self, name: str, path: str, device: str, batch_size: int, threads: int | None = None
+    ) -> None:
         # No model hub at run time: everything comes from the local path.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        if threads is not None:
+            # Process-wide: each encoding stream's forward pass runs on this many threads.
+            torch.set_num_threads(threads)
 
         self.name = name
         self.batch_size = batch_size
@@ -85,9 +97,10 @@ def load_embedder(settings: Settings) -> Embedder:
     base_name, path = model_path(settings.embedding_model)
     name = stored_name(base_name, settings.embedding_backend)
     embedder: Embedder
+    threads = compute_threads(settings.embedding_streams)
     if settings.embedding_backend == "torch":
         embedder = SentenceTransformerEmbedder(
-            name, path, settings.embedding_device, settings.embedding_batch_size
+            name, path, settings.embedding_device, settings.embedding_batch_size, threads
         )
     else:
         from app.embedding.onnx_export import ensure_export
@@ -97,12 +110,14 @@ def load_embedder(settings: Settings) -> Embedder:
         cache_dir = settings.model_cache_dir.expanduser()
         export = ensure_export(base_name, Path(path), cache_dir, quantized)
         embedder = OnnxEmbedder(
-            name, export, export.model_file(quantized), settings.embedding_batch_size
+            name, export, export.model_file(quantized), settings.embedding_batch_size, threads
         )
     logger.info(
-        "loaded embedding model %s (%s, %d dimensions)",
+        "loaded embedding model %s (%s, %d dimensions, %d streams of %d threads)",
         name,
         settings.embedding_backend,
         embedder.dimension,
+        settings.embedding_streams,
+        threads,
     )
     return embedder

@@ -12,7 +12,14 @@ _FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_id
 
 
 class OnnxEmbedder:
-    def __init__(self, name: str, export: OnnxExport, model_file: Path, batch_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        export: OnnxExport,
+        model_file: Path,
+        batch_size: int,
+        threads: int | None = None,
+    ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -26,6 +33,9 @@ class OnnxEmbedder:
         self._tokenizer.enable_padding()  # to the longest text of each batch
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            # Each encoding stream's run uses this many threads; runs may overlap (thread-safe).
+            options.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
