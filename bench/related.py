@@ -84,6 +84,7 @@ from app.db.url import to_async_url
 from app.embedding.model import load_embedder
 from app.related.estimates import RowEstimates
 from app.related.repository import Filters, RelatedRepository
+from app.related.schemas import RelatedQuery
 from app.related.service import CANDIDATES, RelatedService
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
 from bench.server import free_port
@@ -448,16 +449,27 @@ def related_path(article_id: str, ranking: str, filtered: bool) -> str:
 class DirectSql:
     """The statements the service sends for one related request, sent from this process with
     the service's own repository (app/related/repository.py) on a pool configured like the
-    service's read pool: the article (with its terms), the planner's row estimate
-    (filtered; kept for a minute, as each service process keeps it), the nearest-neighbour
-    query or the exact scan, and the exact fallback, each one round trip, as the service does.
-    No HTTP, no FastAPI, no rerank."""
+    service's read pool, each one round trip, as the service does: for plain, first the
+    one-statement search from the stored article's id (RelatedService.for_article_id: the
+    planner's row estimate before it when filtered, kept for a minute as each service process
+    keeps it); when that cannot answer (an exact scan), and for hybrid, the article (with its
+    terms), the estimate, the nearest-neighbour query or the exact scan, and the exact
+    fallback. No HTTP, no FastAPI, no rerank."""
 
     def __init__(self, pool: asyncpg.Pool, model: str, ef_search: int) -> None:
         self.pool = pool
         self.model = SimpleNamespace(model_name=model)
         self.ef_search = ef_search
         self.row_estimates = RowEstimates()  # kept across requests, as the service's process does
+        self.plain = {
+            filtered: RelatedQuery(
+                ranking="vector",
+                dedupe=False,
+                limit=LIMIT,
+                source=[FILTER_SOURCE] if filtered else [],
+            )
+            for filtered in (False, True)
+        }
 
     async def related(self, article_id: uuid.UUID, ranking: str, filtered: bool) -> bool:
         hybrid = ranking == "hybrid"
@@ -470,6 +482,10 @@ class DirectSql:
                 self.ef_search,
                 row_estimates=self.row_estimates,
             )
+            if not hybrid:
+                answer = await service.for_article_id(article_id, self.plain[filtered])
+                if answer is not None:
+                    return len(answer[1]) >= LIMIT
             article = await repository.source_article(str(article_id))
             assert article is not None
             wanted = CANDIDATES if hybrid else LIMIT

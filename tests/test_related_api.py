@@ -1,6 +1,7 @@
 """Related articles through HTTP with the real model: ranking, every filter, drafts."""
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -273,3 +274,71 @@ async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
     response = await client.get("/v1/articles/pending/related")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "embedding_pending"
+
+
+PLAIN = {"ranking": "vector", "dedupe": "false"}
+
+
+async def test_plain_by_id_answers_as_the_general_path_does(
+    client: AsyncClient, examples: list[dict[str, Any]]
+) -> None:
+    # By our id a plain request is one statement (RelatedService.for_article_id); by
+    # external_id it takes the general path. The answers must not differ, filters included.
+    source = examples[0]["source"]
+    for params in (
+        PLAIN,
+        {**PLAIN, "limit": 3, "min_score": 0.2},
+        {**PLAIN, "source": source, "limit": 100},  # few rows: the exact scan
+        {**PLAIN, "exclude_ids": "demo-wildfire-1", "category": "world"},
+    ):
+        by_external_id = await client.get("/v1/articles/demo-wildfire-2/related", params=params)
+        assert by_external_id.status_code == 200, by_external_id.text
+        article_id = by_external_id.json()["article"]["id"]
+        by_id = await client.get(f"/v1/articles/{article_id}/related", params=params)
+        assert by_id.json() == by_external_id.json(), params
+
+
+async def test_the_one_statement_path_answers_only_for_a_ready_article(
+    client: AsyncClient, app: Any, examples: list[dict[str, Any]]
+) -> None:
+    from app.related.repository import RelatedRepository
+    from app.related.schemas import RelatedQuery
+    from app.related.service import RelatedService
+
+    stored = (await client.get("/v1/articles/demo-wildfire-2")).json()
+    plain = RelatedQuery.model_validate(PLAIN)
+    async with app.state.database.read_pool.acquire() as connection:
+        service = RelatedService(
+            RelatedRepository(connection), app.state.encoder, app.state.settings.hnsw_ef_search
+        )
+        answer = await service.for_article_id(uuid.UUID(stored["id"]), plain)
+        assert answer is not None
+        external_id, items = answer
+        assert external_id == "demo-wildfire-2"
+        assert len(items) == 10 and stored["id"] not in {str(i.id) for i in items}
+        assert await service.for_article_id(uuid.uuid4(), plain) is None  # no such article
+        hybrid = RelatedQuery.model_validate({})
+        assert await service.for_article_id(uuid.UUID(stored["id"]), hybrid) is None
+
+
+async def test_by_id_pending_is_409_and_unknown_is_404_even_with_invalid_filters(
+    client: AsyncClient, app: Any
+) -> None:
+    from app.articles.models import Article
+
+    async with app.state.database.sessions() as session, session.begin():
+        pending = Article(
+            external_id="pending-by-id",
+            title="Not embedded yet",
+            content_hash="0" * 64,
+            published_at=datetime.now(UTC),
+            # Claimed by a worker that is still busy with it: nobody else embeds it.
+            embedding_lease_until=datetime.now(UTC) + timedelta(hours=1),
+        )
+        session.add(pending)
+    response = await client.get(f"/v1/articles/{pending.id}/related", params=PLAIN)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "embedding_pending"
+    unknown = f"/v1/articles/{uuid.uuid4()}/related"
+    assert (await client.get(unknown, params=PLAIN)).status_code == 404
+    assert (await client.get(unknown, params={**PLAIN, "limit": "ten"})).status_code == 404

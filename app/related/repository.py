@@ -26,6 +26,14 @@ SOURCE_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class StoredVector:
+    """The query vector of a stored article, read by the statement itself: one round trip
+    instead of two. NULL (every score NULL) unless the article is ready with the model asked."""
+
+    article_id: uuid.UUID
+
+
+@dataclass(frozen=True)
 class SourceArticle:
     """The stored article whose related articles are asked for: what the search needs of it."""
 
@@ -166,9 +174,10 @@ class RelatedRepository:
         exact: bool = False,
         probe: uuid.UUID | None = None,
     ) -> list[asyncpg.Record]:
-        """Nearest first, by cosine. ``with_features`` adds each row's vector (numpy), terms
-        (see candidate_terms) and category. ``ef_search`` overrides the connection's for the
-        index walk; ``exact`` ranks every row the filters keep instead of walking the index.
+        """Nearest first, by cosine, to ``vector``: an array, or a StoredVector.
+        ``with_features`` adds each row's vector (numpy), terms (see candidate_terms) and
+        category. ``ef_search`` overrides the connection's for the index walk; ``exact`` ranks
+        every row the filters keep instead of walking the index.
         ``probe``: an article let through the filters, one row more (see RelatedService)."""
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
         rows: list[asyncpg.Record]
@@ -195,9 +204,20 @@ def nearest_sql(
 ) -> tuple[str, list[Any]]:
     """The statement RelatedRepository.nearest sends, with its parameters."""
     where = Where()
-    query = where.param(vector)
+    model_param = where.param(model)
+    asked = ""
+    if isinstance(vector, StoredVector):
+        asked = (
+            "WITH asked AS MATERIALIZED (SELECT embedding FROM articles "
+            f"WHERE id = {where.param(vector.article_id)} AND embedding_model = {model_param} "
+            "AND embedding_status = 'ready') "
+        )
+        # A scalar subquery is computed once, before the scan: the index walks from its value.
+        query = "(SELECT embedding FROM asked)"
+    else:
+        query = where.param(vector)
     # Vectors of two models are never compared.
-    where.add(f"embedding_model = {where.param(model)}")
+    where.add(f"embedding_model = {model_param}")
     filters.apply(where)
     if probe is not None:
         where.or_id(probe)
@@ -216,7 +236,7 @@ def nearest_sql(
             f"SELECT id, distance FROM ({kept}) AS k ORDER BY distance LIMIT {where.param(limit)}"
         )
         sql = (
-            f"SELECT {RESULT_COLUMNS}, 1 - distance AS score{features} "
+            f"{asked}SELECT {RESULT_COLUMNS}, 1 - distance AS score{features} "
             f"FROM ({ranked}) AS n JOIN articles USING (id) ORDER BY distance"
         )
     else:
@@ -229,7 +249,7 @@ def nearest_sql(
         # and the choice stays PostgreSQL's usual one.
         rows = where.param(limit) if filters.restrictive else str(int(limit))
         sql = (
-            f"SELECT {RESULT_COLUMNS}, 1 - ({distance}) AS score{features} FROM articles "
+            f"{asked}SELECT {RESULT_COLUMNS}, 1 - ({distance}) AS score{features} FROM articles "
             f"WHERE {where.sql} ORDER BY {distance} LIMIT {rows}"
         )
     return sql, where.args

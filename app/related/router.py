@@ -1,5 +1,7 @@
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 
+from app.articles.repository import parse_uuid
 from app.auth.dependencies import READ_SECURITY, authorize, require_read
 from app.auth.models import Scope
 from app.core.deps import SettingsDep
@@ -14,7 +16,8 @@ from app.related.dependencies import (
     related_service,
     source_article,
 )
-from app.related.schemas import ArticleKey, DraftIn, RelatedOut
+from app.related.schemas import ArticleKey, DraftIn, RelatedArticle, RelatedOut
+from app.related.service import RelatedService
 
 router = APIRouter(tags=["related"])
 
@@ -30,16 +33,36 @@ async def related_to_article(request: Request) -> Response:
     ref = path_parameter(request, "ref", article_ref)
     async with read_connection(request) as connection:
         service = related_service(request, connection)
-        # An unknown article is a 404 even with invalid filters.
-        article = await source_article(service, ref)
-        query = await related_query(request)
-        items = await service.for_article(article, query)
-    out = RelatedOut(
-        article=ArticleKey(id=article.id, external_id=article.external_id),
-        model=service.encoder.model_name,
-        items=items,
-    )
+        answer = await plain_by_id(service, ref, request)
+        if answer is not None:
+            key, items = answer
+        else:
+            # An unknown article is a 404 even with invalid filters.
+            article = await source_article(service, ref)
+            query = await related_query(request)
+            items = await service.for_article(article, query)
+            key = ArticleKey(id=article.id, external_id=article.external_id)
+    out = RelatedOut(article=key, model=service.encoder.model_name, items=items)
     return Response(out.model_dump_json(), media_type="application/json")
+
+
+async def plain_by_id(
+    service: RelatedService, ref: str, request: Request
+) -> tuple[ArticleKey, list[RelatedArticle]] | None:
+    """Plain related by our id in one statement when it can (RelatedService.for_article_id);
+    None leaves the request, errors included, to the general path."""
+    article_id = parse_uuid(ref)
+    if article_id is None:
+        return None
+    try:
+        query = await related_query(request)
+    except RequestValidationError:
+        return None  # invalid filters: answered after the article's own 404
+    answer = await service.for_article_id(article_id, query)
+    if answer is None:
+        return None
+    external_id, items = answer
+    return ArticleKey(id=article_id, external_id=external_id), items
 
 
 router.add_api_route(

@@ -36,7 +36,13 @@ from app.core.errors import AppError
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
 from app.related.estimates import RowEstimates
-from app.related.repository import Filters, RelatedRepository, SourceArticle, candidate_terms
+from app.related.repository import (
+    Filters,
+    RelatedRepository,
+    SourceArticle,
+    StoredVector,
+    candidate_terms,
+)
 from app.related.rerank import rerank
 from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
 from app.related.select import Preferences, select
@@ -128,6 +134,27 @@ def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) 
     )
 
 
+def related_articles(
+    rows: Sequence[asyncpg.Record], min_score: float | None
+) -> list[RelatedArticle]:
+    results = [
+        RelatedArticle(
+            id=row["id"],
+            external_id=row["external_id"],
+            title=row["title"],
+            url=row["url"],
+            source=row["source"],
+            published_at=row["published_at"],
+            summary=row["summary"],
+            score=row["score"],
+        )
+        for row in rows
+    ]
+    if min_score is not None:
+        results = [r for r in results if r.score >= min_score]
+    return results
+
+
 class RelatedService:
     def __init__(
         self,
@@ -152,6 +179,41 @@ class RelatedService:
         filters = resolve_filters(query, exclude_id=article.id)
         asked = AskedText(article.terms, article.title_terms, article.body_words >= LONG_TEXT_WORDS)
         return await self._search(vector, filters, query, asked, article.category, article.id)
+
+    async def for_article_id(
+        self, article_id: uuid.UUID, query: RelatedFilters
+    ) -> tuple[str, list[RelatedArticle]] | None:
+        """The page view's request in one round trip: a plain search from a stored article by
+        our id, its vector read by the search statement itself (StoredVector). Returns its
+        external_id and the results; None whenever the general path must answer instead (no
+        such id, no ready vector of this model: a 404 or 409 there; filters for an exact
+        scan; a walk that missed the article or came back short)."""
+        if not is_plain(query):
+            return None
+        filters = resolve_filters(query, exclude_id=article_id)
+        model = self.encoder.model_name
+        if filters.restrictive and (
+            await self.row_estimates.get(model, filters, self.repository.estimated_rows)
+            < EXACT_SCAN_ROWS
+        ):
+            return None
+        limit = query.limit
+        ef_search = max(self.ef_search, limit + 1)
+        rows = await self.repository.nearest(
+            StoredVector(article_id),
+            model,
+            filters,
+            limit,
+            ef_search=None if ef_search == self.ef_search else ef_search,
+            probe=article_id,
+        )
+        asked = next((row for row in rows if row["id"] == article_id), None)
+        if asked is None or asked["score"] is None:
+            return None
+        rows = [row for row in rows if row["id"] != article_id][:limit]
+        if len(rows) < limit:
+            return None
+        return asked["external_id"], related_articles(rows, query.min_score)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
@@ -253,19 +315,4 @@ class RelatedService:
                 terms=row_terms,
             )
             rows = [rows[i] for i in chosen]
-        results = [
-            RelatedArticle(
-                id=row["id"],
-                external_id=row["external_id"],
-                title=row["title"],
-                url=row["url"],
-                source=row["source"],
-                published_at=row["published_at"],
-                summary=row["summary"],
-                score=row["score"],
-            )
-            for row in rows[:limit]
-        ]
-        if query.min_score is not None:
-            results = [r for r in results if r.score >= query.min_score]
-        return results
+        return related_articles(rows[:limit], query.min_score)
