@@ -5,8 +5,8 @@ cores shared out between them (app.embedding.model.compute_threads): on 2 cores,
 of one compute thread each rather than one batch on two. A forward pass is hundreds of small
 operations, and one spread over two threads waits at each for the slower thread; when the
 database or the event loop takes a core from one of them, every operation waits for it. Two
-single-threaded streams lose only the time actually taken (bench/ingest.py: headlines about 15%
-faster end to end, with the database on the same cores).
+single-threaded streams lose only the time actually taken (`bench/ingest.py --streams 1,2`:
+headlines 23 to 43% faster end to end with the database on the same cores).
 
 Requests that arrive while the streams are busy are merged into the next batch, so a burst of
 single-article upserts costs one forward pass, not one each. Interactive work (a draft to relate,
