@@ -108,30 +108,21 @@ def postgres_cpu_seconds() -> float:
 
 
 def database_cost(
-    articles: list[dict[str, Any]], vectors: Vectors, model: str, backend: str, tmp: Path
+    articles: list[dict[str, Any]], vectors: Vectors, model: str, tmp: Path
 ) -> dict[str, float]:
     """CPU milliseconds per article of the pipeline's database work, one step at a time, on a
     fresh embedded PostgreSQL: PostgreSQL's own (store, claim, write back the given vectors),
     and this process's (the client side of the same statements). No model runs meanwhile."""
-    env = service_env(tmp / "cost-data", backend, 1)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return asyncio.run(_database_cost(articles, vectors, model, tmp))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # Its own embedded server, whatever DATABASE_URL says, as the CLI and HTTP runs get.
+    settings = Settings(database_url=None, data_dir=tmp / "cost-data", log_level="warning")
+    return asyncio.run(_database_cost(articles, vectors, model, tmp, settings))
 
 
 async def _database_cost(
-    articles: list[dict[str, Any]], vectors: Vectors, model: str, tmp: Path
+    articles: list[dict[str, Any]], vectors: Vectors, model: str, tmp: Path, settings: Settings
 ) -> dict[str, float]:
     path = tmp / "cost.jsonl"
     path.write_text("".join(json.dumps(a) + "\n" for a in articles))
-    settings = Settings()
     costs: dict[str, float] = {}
     async with open_database(settings) as database:
         pg, app = postgres_cpu_seconds(), time.process_time()
@@ -144,7 +135,15 @@ async def _database_cost(
             pg, app = now_pg, now_app
 
         encoder = SimpleNamespace(model_name=model)  # storing only: nothing is encoded
-        await ingest_file(path, database, encoder, 256, progress=False, wait=False)  # type: ignore[arg-type]
+        await ingest_file(
+            path,
+            database,
+            encoder,  # type: ignore[arg-type]
+            256,
+            progress=False,
+            wait=False,
+            settings=settings,
+        )
         step("store")
         claims = []
         while True:
@@ -308,7 +307,7 @@ def main() -> None:
             )
             print(rows[-1], file=sys.stderr)  # progress
         with tempfile.TemporaryDirectory(prefix="related-bench-") as tmp:
-            cost = database_cost(articles, vectors, embedder.name, args.backend, Path(tmp))
+            cost = database_cost(articles, vectors, embedder.name, Path(tmp))
         costs.append((f"{name} ({count})", model_cpu, cost))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     print("\n".join(rows))

@@ -298,7 +298,7 @@ async def test_plain_by_id_answers_as_the_general_path_does(
         assert by_id.json() == by_external_id.json(), params
 
 
-async def test_the_one_statement_path_answers_only_for_a_ready_article(
+async def test_the_one_statement_path_answers_plain_requests_for_stored_articles_only(
     client: AsyncClient, app: Any, examples: list[dict[str, Any]]
 ) -> None:
     from app.related.repository import RelatedRepository
@@ -313,8 +313,8 @@ async def test_the_one_statement_path_answers_only_for_a_ready_article(
         )
         answer = await service.for_article_id(uuid.UUID(stored["id"]), plain)
         assert answer is not None
-        external_id, items = answer
-        assert external_id == "demo-wildfire-2"
+        key, items = answer
+        assert (str(key.id), key.external_id) == (stored["id"], "demo-wildfire-2")
         assert len(items) == 10 and stored["id"] not in {str(i.id) for i in items}
         assert await service.for_article_id(uuid.uuid4(), plain) is None  # no such article
         hybrid = RelatedQuery.model_validate({})

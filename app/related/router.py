@@ -16,8 +16,7 @@ from app.related.dependencies import (
     related_service,
     source_article,
 )
-from app.related.schemas import ArticleKey, DraftIn, RelatedArticle, RelatedOut
-from app.related.service import RelatedService
+from app.related.schemas import ArticleKey, DraftIn, RelatedOut, RelatedQuery
 
 router = APIRouter(tags=["related"])
 
@@ -31,38 +30,30 @@ async def related_to_article(request: Request) -> Response:
     # The request on every page view: a DirectRoute (app.core.routing), its checks in order.
     await authorize(request, Scope.READ)
     ref = path_parameter(request, "ref", article_ref)
+    invalid: RequestValidationError | None = None
+    query: RelatedQuery | None = None
+    try:
+        query = await related_query(request)
+    except RequestValidationError as exc:
+        invalid = exc  # raised after the article's own 404: an unknown article is a 404 first
+    article_id = parse_uuid(ref)
     async with read_connection(request) as connection:
         service = related_service(request, connection)
-        answer = await plain_by_id(service, ref, request)
+        # The page view's common case, plain by our id, in one statement when it can.
+        answer = None
+        if query is not None and article_id is not None:
+            answer = await service.for_article_id(article_id, query)
         if answer is not None:
             key, items = answer
         else:
-            # An unknown article is a 404 even with invalid filters.
             article = await source_article(service, ref)
-            query = await related_query(request)
+            if query is None:
+                assert invalid is not None
+                raise invalid
             items = await service.for_article(article, query)
             key = ArticleKey(id=article.id, external_id=article.external_id)
     out = RelatedOut(article=key, model=service.encoder.model_name, items=items)
     return Response(out.model_dump_json(), media_type="application/json")
-
-
-async def plain_by_id(
-    service: RelatedService, ref: str, request: Request
-) -> tuple[ArticleKey, list[RelatedArticle]] | None:
-    """Plain related by our id in one statement when it can (RelatedService.for_article_id);
-    None leaves the request, errors included, to the general path."""
-    article_id = parse_uuid(ref)
-    if article_id is None:
-        return None
-    try:
-        query = await related_query(request)
-    except RequestValidationError:
-        return None  # invalid filters: answered after the article's own 404
-    answer = await service.for_article_id(article_id, query)
-    if answer is None:
-        return None
-    external_id, items = answer
-    return ArticleKey(id=article_id, external_id=external_id), items
 
 
 router.add_api_route(

@@ -44,7 +44,7 @@ from app.related.repository import (
     candidate_terms,
 )
 from app.related.rerank import rerank
-from app.related.schemas import DraftIn, RelatedArticle, RelatedFilters
+from app.related.schemas import ArticleKey, DraftIn, RelatedArticle, RelatedFilters
 from app.related.select import Preferences, select
 from app.related.statistics import CorpusIdf
 from app.related.terms import Terms
@@ -182,29 +182,24 @@ class RelatedService:
 
     async def for_article_id(
         self, article_id: uuid.UUID, query: RelatedFilters
-    ) -> tuple[str, list[RelatedArticle]] | None:
+    ) -> tuple[ArticleKey, list[RelatedArticle]] | None:
         """The page view's request in one round trip: a plain search from a stored article by
-        our id, its vector read by the search statement itself (StoredVector). Returns its
-        external_id and the results; None whenever the general path must answer instead (no
+        our id, its vector read by the search statement itself (StoredVector). Returns the
+        article's key and the results; None whenever the general path must answer instead (no
         such id, no ready vector of this model: a 404 or 409 there; filters for an exact
         scan; a walk that missed the article or came back short)."""
         if not is_plain(query):
             return None
         filters = resolve_filters(query, exclude_id=article_id)
-        model = self.encoder.model_name
-        if filters.restrictive and (
-            await self.row_estimates.get(model, filters, self.repository.estimated_rows)
-            < EXACT_SCAN_ROWS
-        ):
+        if await self._exact_first(filters):
             return None
         limit = query.limit
-        ef_search = max(self.ef_search, limit + 1)
         rows = await self.repository.nearest(
             StoredVector(article_id),
-            model,
+            self.encoder.model_name,
             filters,
             limit,
-            ef_search=None if ef_search == self.ef_search else ef_search,
+            ef_search=self._walk_ef_search(limit, probed=True),
             probe=article_id,
         )
         asked = next((row for row in rows if row["id"] == article_id), None)
@@ -213,7 +208,8 @@ class RelatedService:
         rows = [row for row in rows if row["id"] != article_id][:limit]
         if len(rows) < limit:
             return None
-        return asked["external_id"], related_articles(rows, query.min_score)
+        key = ArticleKey(id=article_id, external_id=asked["external_id"])
+        return key, related_articles(rows, query.min_score)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
@@ -244,33 +240,43 @@ class RelatedService:
         the 100k bench corpus, 2 of 400 articles at ef_search 100: similarity 0.35 for the
         best found against 0.83 for the true neighbours); then it walks again, wider."""
         model = self.encoder.model_name
-        exact = filters.restrictive and (
-            await self.row_estimates.get(model, filters, self.repository.estimated_rows)
-            < EXACT_SCAN_ROWS
-        )
-        # The walk must hold every row asked for, the probe included, or it comes back short.
-        ef_search = max(self.ef_search, wanted + (probe is not None))
 
         async def nearest(**how: Any) -> list[asyncpg.Record]:
             return await self.repository.nearest(
                 vector, model, filters, wanted, with_features=features, **how
             )
 
-        if exact:
+        if await self._exact_first(filters):
             return await nearest(exact=True)
         rows = await nearest(
-            ef_search=None if ef_search == self.ef_search else ef_search, probe=probe
+            ef_search=self._walk_ef_search(wanted, probed=probe is not None), probe=probe
         )
         if probe is not None:
             walk_reached_it = any(row["id"] == probe for row in rows)
             rows = [row for row in rows if row["id"] != probe][:wanted]
             if not walk_reached_it:
-                rows = await nearest(ef_search=ef_search * LOST_WALK_EF_FACTOR)
+                wider = max(self.ef_search, wanted + 1) * LOST_WALK_EF_FACTOR
+                rows = await nearest(ef_search=wider)
         # Short of `limit` means selective filters (see above); short of the extra candidates
         # alone is not worth an exact scan.
         if len(rows) < limit:
             rows = await nearest(exact=True)
         return rows
+
+    async def _exact_first(self, filters: Filters) -> bool:
+        """Filters the planner expects to keep few rows: an exact scan of them, no index walk."""
+        if not filters.restrictive:
+            return False
+        model = self.encoder.model_name
+        rows = await self.row_estimates.get(model, filters, self.repository.estimated_rows)
+        return rows < EXACT_SCAN_ROWS
+
+    def _walk_ef_search(self, wanted: int, probed: bool) -> int | None:
+        """``ef_search`` for a walk that must hold ``wanted`` rows and the probe, or None when
+        the connection's own is enough: a walk shorter than the rows asked for comes back
+        short."""
+        ef_search = max(self.ef_search, wanted + probed)
+        return None if ef_search == self.ef_search else ef_search
 
     async def _search(
         self,
