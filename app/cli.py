@@ -273,9 +273,10 @@ def main() -> None:
     try:
         cli()
     except Exception as exc:  # start-up problems get one clear line, not a traceback
+        from app.db.embedded import EmbeddedServerError
         from app.db.engine import DatabaseStartupError
 
-        if isinstance(exc, DatabaseStartupError | ValueError):
+        if isinstance(exc, DatabaseStartupError | EmbeddedServerError | ValueError):
             typer.echo(f"error: {exc}", err=True)
             sys.exit(1)
         raise

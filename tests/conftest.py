@@ -17,6 +17,7 @@ from app.auth.repository import ApiKeyRepository
 from app.auth.service import ApiKeyService
 from app.core.config import Settings
 from app.db import migrate
+from app.db.embedded import EmbeddedPostgres
 from app.db.url import to_async_url
 from app.embedding.model import Embedder, load_embedder
 from app.main import create_app
@@ -40,23 +41,26 @@ class CountingEmbedder:
         return self.inner.encode(texts)
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    import pgserver
+# Durability is not under test here: a crash loses the test database, not a user's articles.
+TEST_SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pgdata"), TEST_SERVER_SETTINGS).join()
     yield server
-    server.cleanup()
+    server.leave()
 
 
-def fresh_database(pg_server: Any, name: str) -> str:
+def fresh_database(pg_server: EmbeddedPostgres, name: str) -> str:
     """An empty database ``name`` on the test server (dropped first if it exists); its URL."""
-    pg_server.psql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};")
-    return to_async_url(pg_server.get_uri(name))
+    pg_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg_server.psql(f"CREATE DATABASE {name}")
+    return to_async_url(pg_server.url(name))
 
 
 @pytest.fixture(scope="session")
-def database_url(pg_server: Any) -> str:
+def database_url(pg_server: EmbeddedPostgres) -> str:
     url = fresh_database(pg_server, TEST_DATABASE)
     migrate.upgrade(url)
     return url

@@ -10,7 +10,8 @@ from typing import Any
 from httpx import AsyncClient
 from sqlalchemy import text
 
-from tests.conftest import EXAMPLES, article, http_client
+from app.db.embedded import EmbeddedPostgres
+from tests.conftest import EXAMPLES, article, fresh_database, http_client
 
 
 def related_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -62,11 +63,13 @@ async def test_ingest_jsonl_is_batched_reports_bad_lines_and_is_safe_to_rerun(
     assert "0 created, 0 updated, 10 unchanged, 0 invalid" in rerun.stdout
 
 
-def test_db_upgrade_migrates_a_fresh_database(pg_server: Any) -> None:
-    pg_server.psql("DROP DATABASE IF EXISTS related_cli; CREATE DATABASE related_cli;")
-    result = related_cli("db", "upgrade", database_url=pg_server.get_uri("related_cli"))
+def test_db_upgrade_migrates_a_fresh_database(pg_server: EmbeddedPostgres) -> None:
+    url = fresh_database(pg_server, "related_cli")
+    result = related_cli("db", "upgrade", database_url=url)
     assert result.returncode == 0, result.stderr
-    assert "articles" in pg_server.psql("\\c related_cli\n\\dt")
+    assert "articles" in pg_server.psql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", database="related_cli"
+    )
 
 
 def test_unreachable_database_is_one_clear_line() -> None:

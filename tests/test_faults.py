@@ -13,38 +13,34 @@ from sqlalchemy import text
 from app.auth.models import Scope
 from app.core.config import Settings
 from app.db import migrate
+from app.db.embedded import EmbeddedPostgres
 from app.db.url import to_async_url
-from tests.conftest import article, create_key, http_client, running_app
+from tests.conftest import TEST_SERVER_SETTINGS, article, create_key, http_client, running_app
 
 CONNECT_TIMEOUT_S = 1.0
 
 
 @pytest.fixture
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL only this test uses, so stopping it disturbs no other test."""
-    import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("faultdata"), cleanup_mode="delete")
-    server.psql("CREATE DATABASE related_faults;")
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("faultdata"), TEST_SERVER_SETTINGS).join()
+    server.create_database("related_faults")
     yield server
-    server.cleanup()
+    server.leave()
 
 
-def stop(server: Any) -> None:
-    from pgserver._commands import pg_ctl
-
+def stop(server: EmbeddedPostgres) -> None:
     # fast: connections are cut at once, as when the server crashes or is restarted.
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    server.stop()
 
 
-def start(server: Any) -> None:
-    with server._lock:
-        server.ensure_postgres_running()
+def start(server: EmbeddedPostgres) -> None:
+    server.ensure_running()
 
 
 @pytest.fixture
 async def fault_app(own_server: Any, settings: Settings, embedder: Any) -> AsyncIterator[Any]:
-    url = to_async_url(own_server.get_uri("related_faults"))
+    url = to_async_url(own_server.url("related_faults"))
     await asyncio.to_thread(migrate.upgrade, url)
     async with running_app(
         settings, embedder, database_url=url, db_connect_timeout_s=CONNECT_TIMEOUT_S

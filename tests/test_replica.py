@@ -1,68 +1,52 @@
 """RELATED_DATABASE_REPLICA_URL: reads on a real streaming replica, writes on the primary.
 
 The primary is the session's embedded PostgreSQL; the replica is a physical copy of it made with
-the pg_basebackup that pgserver ships (-R writes the standby configuration), started with pg_ctl
-on its own socket directory. Pausing WAL replay on the replica makes the two visibly differ, which
+the pg_basebackup that the embedded PostgreSQL ships (-R writes the standby configuration),
+started with pg_ctl on its own socket directory. Pausing WAL replay on the replica makes the two visibly differ, which
 shows which server each request used.
 """
 
 import asyncio
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pgserver
 import pytest
 from sqlalchemy import text
 
 from app.auth.models import Scope
 from app.core.config import Settings
+from app.db.embedded import EmbeddedPostgres
 from app.main import create_app
 from tests.conftest import TEST_DATABASE, CountingEmbedder, article, create_key, http_client
-
-BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
-
-
-def run_as(user: str | None, *command: str | Path) -> None:
-    # PostgreSQL refuses to run as root; pgserver runs it as its own system user then.
-    subprocess.run(
-        [str(c) for c in command], check=True, capture_output=True, user=user, timeout=60
-    )
 
 
 @pytest.fixture(scope="module")
 def replica_url(
-    pg_server: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    pg_server: EmbeddedPostgres, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     data = tmp_path_factory.mktemp("replica")
-    # Its own socket directory: the copy holds the primary's socket lock file (pgserver keeps
-    # the socket in the data directory).
+    # Its own socket directory: the copy holds the primary's socket lock file (the embedded
+    # server keeps the socket in the data directory).
     sockets = tmp_path_factory.mktemp("replica-sockets")
-    user = pg_server.system_user
-    if user is not None:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-        for directory in (data, sockets):
-            os.chown(directory, entry.pw_uid, entry.pw_gid)
-    primary_socket = pg_server.get_postmaster_info().socket_dir
+    for directory in (data, sockets):
+        pg_server.give_to_server(directory)
+    assert pg_server.postmaster is not None
+    primary_socket = pg_server.postmaster.socket_dir
     # -R: standby.signal and primary_conninfo; a fast checkpoint; WAL streamed with the copy.
-    run_as(user, BIN / "pg_basebackup", "-h", primary_socket, "-U", "postgres", "-D", data,
-           "-R", "-X", "stream", "-c", "fast")  # fmt: skip
+    pg_server.run("pg_basebackup", "-h", primary_socket, "-U", "postgres", "-D", data,
+                  "-R", "-X", "stream", "-c", "fast")  # fmt: skip
     started = False
     try:
-        run_as(user, BIN / "pg_ctl", "-D", data, "-w", "-l", data / "replica.log", "-o",
-               f'-h "" -k {sockets}', "start")  # fmt: skip
+        pg_server.run("pg_ctl", "-D", data, "-w", "-l", data / "replica.log", "-o",
+                      f"-h '' -k {sockets}", "start")  # fmt: skip
         started = True
         yield f"postgresql://postgres:@/{TEST_DATABASE}?host={sockets}"
     finally:
         if started:
-            run_as(user, BIN / "pg_ctl", "-D", data, "-w", "-m", "fast", "stop")
+            pg_server.run("pg_ctl", "-D", data, "-w", "-m", "fast", "stop")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ Invalid values stop the process at start-up with a message naming the setting, r
 failing on the first request that happens to need it.
 """
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,13 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_data_dir() -> Path:
+    """$XDG_DATA_HOME/related, else ~/.local/share/related: never relative to the current
+    directory, so the API and every CLI command use one embedded database."""
+    base = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+    return Path(base).expanduser() / "related"
 
 
 class Settings(BaseSettings):
@@ -28,8 +36,9 @@ class Settings(BaseSettings):
         "read-only transactions; writes stay on the primary. Unset: everything on the primary.",
     )
     data_dir: Path = Field(
-        default=Path(".related-data"),
-        description="Where the embedded PostgreSQL keeps its data (used without DATABASE_URL).",
+        default_factory=lambda: default_data_dir(),
+        description="Where the embedded PostgreSQL keeps its data (used without DATABASE_URL); "
+        "the same whatever the current directory, so every `related` command finds it.",
     )
     migrate_on_start: bool = Field(
         default=True, description="Run `alembic upgrade head` when the service starts."

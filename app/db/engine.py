@@ -1,11 +1,11 @@
 """The database connection of a running service: engine, session factory, pgvector capabilities."""
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.core.config import Settings
 from app.db import migrate
+from app.db.embedded import EmbeddedPostgres
 from app.db.reads import create_read_pool
 from app.db.url import resolve_database_url, to_async_url
 
@@ -29,32 +30,44 @@ class DatabaseStartupError(RuntimeError):
     """The service cannot use the configured database; the message says why and what to do."""
 
 
+MINIMUM_SERVER = (15, 0)
+MINIMUM_PGVECTOR = (0, 8, 0)
+
+
 @dataclass(frozen=True)
-class PgvectorVersion:
-    major: int
-    minor: int
-    patch: int
+class ServerVersions:
+    """PostgreSQL's and pgvector's versions, as /readyz reports them."""
 
-    @classmethod
-    def parse(cls, version: str) -> "PgvectorVersion":
-        parts = [int(p) for p in version.split(".")[:3]]
-        parts += [0] * (3 - len(parts))
-        return cls(*parts)
+    server: str  # e.g. "18.6"
+    pgvector: str  # the installed extension's, e.g. "0.8.6"
 
-    @property
-    def has_iterative_scan(self) -> bool:
-        # hnsw.iterative_scan arrived in pgvector 0.8.0; before it, filters apply after the scan.
-        return (self.major, self.minor) >= (0, 8)
 
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'18.6' -> (18, 6); '0.8.6' -> (0, 8, 6); '16beta1' -> (16,)."""
+    parts = []
+    for part in version.split(" ")[0].split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_versions(url: str, server: str, pgvector: str | None) -> None:
+    """Refuse a server older than PostgreSQL 15 with pgvector 0.8, naming what was found."""
+    found = f"PostgreSQL {server} with " + (f"pgvector {pgvector}" if pgvector else "no pgvector")
+    if version_tuple(server) < MINIMUM_SERVER or version_tuple(pgvector or "0") < MINIMUM_PGVECTOR:
+        raise DatabaseStartupError(
+            f"{_safe(url)} runs {found}; Related needs PostgreSQL 15+ with pgvector 0.8+ "
+            "(for example the pgvector/pgvector:pg18 image)."
+        )
 
 
 @dataclass
 class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    pgvector: PgvectorVersion
+    versions: ServerVersions
     # Reads (related, get, list): read-only transactions on the replica when one is configured,
     # otherwise on the primary, so a read path that tries to write fails in tests too.
     read_sessions: async_sessionmaker[AsyncSession]
@@ -62,7 +75,7 @@ class Database:
     # (see app.db.reads).
     read_pool: asyncpg.Pool
     replica_engine: AsyncEngine | None = None
-    embedded_server: Any | None = None
+    embedded_server: EmbeddedPostgres | None = None
 
     @property
     def description(self) -> str:
@@ -72,7 +85,8 @@ class Database:
         if self.replica_engine is not None:
             r = self.replica_engine.url
             replica = f", reads from the replica {r.host}:{r.port or 5432}/{r.database}"
-        return f"PostgreSQL {where}/{url.database}, pgvector {self.pgvector}{replica}"
+        versions = f"PostgreSQL {self.versions.server}, pgvector {self.versions.pgvector}"
+        return f"{versions} at {where}/{url.database}{replica}"
 
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
@@ -91,9 +105,11 @@ def _safe(url: str) -> str:
 
 
 async def check_server(engine: AsyncEngine, url: str) -> None:
-    """Reachable and with pgvector available, or a DatabaseStartupError saying what to fix."""
+    """Reachable, PostgreSQL 15+ with pgvector 0.8+ available, or a DatabaseStartupError saying
+    what to fix."""
     try:
         async with engine.connect() as conn:
+            server = await conn.scalar(text("SHOW server_version"))
             available = await conn.scalar(
                 text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
             )
@@ -102,25 +118,30 @@ async def check_server(engine: AsyncEngine, url: str) -> None:
             f"Cannot connect to PostgreSQL at {_safe(url)}: {exc.__class__.__name__}: {exc}. "
             "Check DATABASE_URL (host, port, user, password, database) and that the server is up."
         ) from exc
-    if available is None:
-        raise DatabaseStartupError(
-            f"PostgreSQL at {_safe(url)} has no pgvector extension. Install pgvector 0.6 or newer "
-            "(for example the pgvector/pgvector:pg17 image), or unset DATABASE_URL to use the "
-            "embedded server."
-        )
+    check_versions(url, str(server), available)
 
 
-async def _installed_pgvector(engine: AsyncEngine, url: str) -> PgvectorVersion:
+async def installed_versions(engine: AsyncEngine, url: str) -> ServerVersions:
+    """The versions in use once migrated: the extension's installed version may be older than
+    the one the server offers (created before an upgrade of the package)."""
     async with engine.connect() as conn:
-        version = await conn.scalar(
+        server = await conn.scalar(text("SHOW server_version"))
+        pgvector = await conn.scalar(
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         )
-    if version is None:
+    if pgvector is None:
         raise DatabaseStartupError(
             f"The database {_safe(url)} is not migrated: run `related db upgrade` "
             "(or set RELATED_MIGRATE_ON_START=true)."
         )
-    return PgvectorVersion.parse(version)
+    if version_tuple(pgvector) < MINIMUM_PGVECTOR:
+        raise DatabaseStartupError(
+            f"The database {_safe(url)} has pgvector {pgvector} installed; Related needs 0.8+. "
+            "The server offers a newer one: run ALTER EXTENSION vector UPDATE as its owner."
+        )
+    versions = ServerVersions(str(server).split(" ")[0], str(pgvector))
+    check_versions(url, versions.server, versions.pgvector)
+    return versions
 
 
 async def check_url(database_url: str, settings: Settings) -> None:
@@ -142,19 +163,19 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         await check_server(engine, url)
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, url)
-        pgvector = await _installed_pgvector(engine, url)
+        versions = await installed_versions(engine, url)
         read_url = url
         if settings.database_replica_url is not None:
             read_url = to_async_url(settings.database_replica_url)
             replica = create_engine(read_url, settings)
             await check_server(replica, read_url)
-        read_pool = await create_read_pool(read_url, settings, pgvector.has_iterative_scan)
+        read_pool = await create_read_pool(read_url, settings)
         # asyncpg opens these transactions READ ONLY: a write on the read path is an error.
         readers = (replica or engine).execution_options(postgresql_readonly=True)
         database = Database(
             engine,
             async_sessionmaker(engine, expire_on_commit=False),
-            pgvector,
+            versions,
             read_sessions=async_sessionmaker(readers, expire_on_commit=False),
             read_pool=read_pool,
             replica_engine=replica,
@@ -169,4 +190,4 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
             await replica.dispose()
         await engine.dispose()
         if server is not None:
-            await asyncio.to_thread(server.cleanup)
+            await asyncio.to_thread(server.leave)

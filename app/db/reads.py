@@ -51,17 +51,14 @@ def driver_dsn(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
 
 
-async def create_read_pool(
-    sqlalchemy_url: str, settings: Settings, iterative_scan: bool
-) -> asyncpg.Pool:
+async def create_read_pool(sqlalchemy_url: str, settings: Settings) -> asyncpg.Pool:
     options = {
         "default_transaction_read_only": "on",
         "hnsw.ef_search": str(settings.hnsw_ef_search),
+        # A filtered index scan keeps walking the graph until LIMIT rows pass the filters, in
+        # exact distance order (pgvector 0.8; see app.related.service).
+        "hnsw.iterative_scan": "strict_order",
     }
-    if iterative_scan:
-        # pgvector 0.8+: a filtered index scan keeps walking the graph until LIMIT rows pass
-        # the filters, in exact distance order (see app.related.service).
-        options["hnsw.iterative_scan"] = "strict_order"
     pool = await asyncpg.create_pool(
         driver_dsn(sqlalchemy_url),
         min_size=1,

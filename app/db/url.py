@@ -1,7 +1,5 @@
-from typing import Any
-
 from app.core.config import Settings
-from app.db.embedded import embedded_url, start_embedded_postgres
+from app.db.embedded import EmbeddedPostgres
 
 
 def to_async_url(url: str) -> str:
@@ -17,9 +15,10 @@ def to_async_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://...")
 
 
-def resolve_database_url(settings: Settings) -> tuple[str, Any | None]:
-    """The database to use, and the embedded server started for it (``None`` with DATABASE_URL)."""
+def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The database to use, and the embedded server joined for it (``None`` with DATABASE_URL).
+    The caller leaves the server when done (EmbeddedPostgres.leave)."""
     if settings.database_url is not None:
         return to_async_url(str(settings.database_url)), None
-    server = start_embedded_postgres(settings.data_dir)
-    return to_async_url(embedded_url(server)), server
+    server = EmbeddedPostgres(settings.data_dir).join()
+    return to_async_url(server.url()), server

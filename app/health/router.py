@@ -34,7 +34,9 @@ async def _database_checks(database: Database) -> dict[str, dict[str, Any]]:
         current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
     head = head_revision()
     return {
-        "database": _check(True, pgvector=str(database.pgvector)),
+        "database": _check(
+            True, server_version=database.versions.server, pgvector=database.versions.pgvector
+        ),
         "migrations": _check(current == head, current=current, head=head),
     }
 

@@ -58,10 +58,6 @@ def setup_logging(level: str, fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # pgserver narrates every step of starting the embedded server at INFO.
-    logging.getLogger("pgserver").setLevel(
-        max(logging.WARNING, logging.getLevelName(level.upper()))
-    )
     # Uvicorn's own loggers go through the same handler (and its access log is replaced by ours).
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
