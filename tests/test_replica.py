@@ -2,8 +2,8 @@
 
 The primary is the session's embedded PostgreSQL; the replica is a physical copy of it made with
 the pg_basebackup that the embedded PostgreSQL ships (-R writes the standby configuration),
-started with pg_ctl on its own socket directory. Pausing WAL replay on the replica makes the two visibly differ, which
-shows which server each request used.
+started with pg_ctl on its own socket directory. Pausing WAL replay on the replica makes the two
+visibly differ, which shows which server each request used.
 """
 
 import asyncio

@@ -274,6 +274,12 @@ class EmbeddedPostgres:
     def _start_unless_running(self) -> None:
         if self.running:
             return
+        postmaster = self.postmaster
+        if postmaster is not None and not postmaster.alive:
+            # Left by a server that was killed. PostgreSQL would refuse to start while that pid
+            # exists, and a killed postmaster may stay a zombie (where nothing reaps orphans, as
+            # in a container): it is not running, so its lock file goes.
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
         # Unix socket only: no TCP port to collide with another server or to expose.
         options = [f"-h '' -k {self._socket_dir()}"]
         options += [f"-c {name}={value}" for name, value in self.server_settings.items()]

@@ -1,6 +1,7 @@
 """The database connection of a running service: engine, session factory, pgvector capabilities."""
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -152,6 +153,35 @@ async def check_url(database_url: str, settings: Settings) -> None:
         await engine.dispose()
 
 
+# How often a process checks that its embedded server is up: reading postmaster.pid and
+# looking up one process, microseconds of work.
+WATCH_INTERVAL_S = 1.0
+
+
+@asynccontextmanager
+async def keep_running(server: EmbeddedPostgres) -> AsyncIterator[None]:
+    """While the body runs, start the embedded server again whenever it dies (killed, crashed):
+    its users' pools reconnect, so requests fail for a moment instead of answering 503 until
+    someone restarts the process."""
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                if await asyncio.to_thread(server.ensure_running):
+                    logger.warning("embedded PostgreSQL in %s started again", server.pgdata)
+            except Exception:
+                logger.exception("embedded PostgreSQL in %s cannot start: retrying", server.pgdata)
+
+    watcher = asyncio.create_task(watch(), name="embedded-postgres-watch")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """Start the embedded server if needed, check pgvector, migrate, and hand out the engine."""
@@ -182,7 +212,11 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
             embedded_server=server,
         )
         logger.info("using %s", database.description)
-        yield database
+        if server is None:
+            yield database
+        else:
+            async with keep_running(server):
+                yield database
     finally:
         if read_pool is not None:
             await read_pool.close()
