@@ -1,4 +1,6 @@
-# CPU-only image: migrates the database, then serves the API on port 8000.
+# CPU-only image: migrates the database, then serves the API on port 8000. DATABASE_URL is
+# required: the image has no embedded PostgreSQL (the `embedded` extra is not installed), so it
+# exits with a clear error instead of keeping articles in a private database.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,8 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     RELATED_HOST=0.0.0.0 \
-    RELATED_PORT=8000 \
-    RELATED_DATA_DIR=/home/related/data
+    RELATED_PORT=8000
 
 WORKDIR /srv/related
 

