@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import asyncpg
 from sqlalchemy import text
@@ -102,7 +103,9 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
 
 
 def _safe(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as a user wrote it, password hidden (no driver name, no %-escapes)."""
+    shown = make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
+    return unquote(shown)
 
 
 async def check_server(engine: AsyncEngine, url: str) -> None:
