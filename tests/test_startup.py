@@ -7,7 +7,7 @@ import pytest
 
 from app.auth.models import Scope
 from app.core.config import Settings
-from app.db.engine import DatabaseStartupError
+from app.db.engine import DatabaseStartupError, check_versions
 from app.main import create_app
 from tests.conftest import article, create_key, http_client
 from tests.fakes import HashEmbedder
@@ -52,3 +52,35 @@ def test_settings_fail_fast_on_a_bad_value() -> None:
         Settings(database_url="mysql://x@y/z")
     with pytest.raises(ValueError, match="hnsw_ef_search"):
         Settings(hnsw_ef_search=0)
+
+
+@pytest.mark.parametrize(
+    ("server", "pgvector", "found"),
+    [
+        ("14.11", "0.8.0", "PostgreSQL 14.11 with pgvector 0.8.0"),
+        ("16.2", "0.6.2", "PostgreSQL 16.2 with pgvector 0.6.2"),
+        (
+            "17.4 (Debian 17.4-1.pgdg120+2)",
+            "0.7.4",
+            "PostgreSQL 17.4 (Debian 17.4-1.pgdg120+2) with pgvector 0.7.4",
+        ),
+        ("18.1", None, "PostgreSQL 18.1 with no pgvector"),
+    ],
+)
+def test_a_server_older_than_postgresql_15_with_pgvector_0_8_is_refused_in_one_line(
+    server: str, pgvector: str | None, found: str
+) -> None:
+    with pytest.raises(DatabaseStartupError) as refused:
+        check_versions("postgresql+asyncpg://u:secret@db.internal:5432/related", server, pgvector)
+    message = str(refused.value)
+    assert message == (
+        f"postgresql://u:***@db.internal:5432/related runs {found}; Related needs PostgreSQL 15+ "
+        "with pgvector 0.8+ (for example the pgvector/pgvector:pg18 image)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("server", "pgvector"), [("15.0", "0.8.0"), ("18.6", "0.8.6"), ("19beta1", "0.9.0")]
+)
+def test_postgresql_15_with_pgvector_0_8_and_newer_are_accepted(server: str, pgvector: str) -> None:
+    check_versions("postgresql://u@h/db", server, pgvector)
