@@ -1,10 +1,12 @@
 """Every error comes back in one JSON shape with a 4xx; no input produces a 500."""
 
+import logging
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
+from app.observability.logs import RequestIdFilter
 from tests.conftest import article
 
 
@@ -148,3 +150,28 @@ async def test_lone_surrogates_in_json_escapes_are_422(client: AsyncClient) -> N
         )
         error = assert_error(response, 422, "validation_error")
         assert path in [d["path"] for d in error["details"]]
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [FileNotFoundError(2, "No such file", "/etc/related/missing.json"), TimeoutError("too slow")],
+    ids=["FileNotFoundError", "TimeoutError"],
+)
+async def test_an_oserror_of_our_own_code_is_a_500_with_its_traceback_not_a_database_outage(
+    app: Any, client: AsyncClient, caplog: pytest.LogCaptureFixture, bug: OSError
+) -> None:
+    path = f"/test-only/raise-{type(bug).__name__}"
+
+    async def endpoint() -> None:
+        raise bug
+
+    app.add_api_route(path, endpoint, include_in_schema=False)
+    caplog.set_level(logging.ERROR)
+    caplog.handler.addFilter(RequestIdFilter())  # as the service's own log handler has
+    response = await client.get(path, headers={"X-Request-ID": "bug-1"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["X-Request-ID"] == "bug-1"
+    [logged] = [r for r in caplog.records if r.exc_info and r.exc_info[1] is bug]
+    assert getattr(logged, "request_id", None) == "bug-1"
+    assert not [r for r in caplog.records if "database unavailable" in r.getMessage()]

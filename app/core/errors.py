@@ -4,7 +4,10 @@ Every error response is ``{"error": {"code", "message", "details"}}``.
 """
 
 import logging
+import sysconfig
+import traceback
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -101,10 +104,31 @@ def error_response(
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
+_DRIVER_PACKAGES = ("asyncpg", "sqlalchemy")
+_STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    """Whether the exception came out of the database driver (a socket it could not open or
+    that broke, a connect that timed out) rather than out of our own code, whose OSError or
+    TimeoutError is a bug, not an outage: the innermost frame outside the standard library
+    (asyncio's sockets, say) decides."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith(_STDLIB) and "site-packages" not in frame.filename:
+            continue
+        parts = Path(frame.filename).parts
+        return "site-packages" in parts and parts[parts.index("site-packages") + 1] in (
+            _DRIVER_PACKAGES
+        )
+    return False
+
+
 def _is_database_unavailable(exc: Exception) -> bool:
     # asyncpg's InterfaceError: a connection of the read pool (app.db.reads) that broke.
-    if isinstance(exc, (OperationalError, PoolTimeoutError, OSError, asyncpg.InterfaceError)):
+    if isinstance(exc, (OperationalError, PoolTimeoutError, asyncpg.InterfaceError)):
         return True
+    if isinstance(exc, OSError):  # ConnectionRefusedError, TimeoutError, socket.gaierror, ...
+        return _raised_by_driver(exc)
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES)
     if not isinstance(exc, DBAPIError):
@@ -142,7 +166,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if _is_database_unavailable(exc):
             logger.warning("database unavailable: %s", exc)
             return error_response(503, "database_unavailable", "The database cannot be reached")
-        logger.error("database error", exc_info=exc)
+        logger.error("unhandled error", exc_info=exc)
         return error_response(500, "internal_error", "Internal server error")
 
     # Registered per class (not for Exception) so Starlette answers them without re-raising.
