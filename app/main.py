@@ -16,7 +16,7 @@ from app.auth.ratelimit import RateLimiter
 from app.core.caching import CachingMiddleware
 from app.core.config import Settings, get_settings
 from app.core.errors import ErrorResponse, install_error_handlers
-from app.core.limits import BodySizeLimitMiddleware
+from app.core.limits import BodySizeLimitMiddleware, LoadSheddingMiddleware
 from app.db.engine import open_database
 from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
@@ -116,6 +116,13 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # Innermost first: the last added sees the request first.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(CachingMiddleware, max_age_s=settings.cache_max_age_s)
+    # Inside CORS and the request context: a shed request is still readable by a browser on
+    # another origin, logged and counted.
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_concurrent=settings.max_concurrent_requests,
+        max_header_bytes=settings.max_header_bytes,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
