@@ -13,7 +13,15 @@ from pydantic import (
 )
 
 from app.core.errors import ErrorBody
-from app.core.schemas import Label, OptionalLabel, Timestamp, TimeWindow, blank_is_none, no_nul
+from app.core.schemas import (
+    MAX_FILTER_VALUES,
+    Label,
+    OptionalLabel,
+    Timestamp,
+    TimeWindow,
+    blank_is_none,
+    no_nul,
+)
 
 MAX_BODY_CHARS = 200_000
 NoNul = AfterValidator(no_nul)
@@ -152,8 +160,14 @@ class ArticlePage(BaseModel):
 class ArticleListQuery(TimeWindow):
     model_config = ConfigDict(extra="ignore")
 
-    source: list[Label] = Field(default_factory=list, description="Any of these sources.")
-    category: list[Label] = Field(default_factory=list, description="Any of these categories.")
-    language: list[Label] = Field(default_factory=list, description="Any of these languages.")
+    source: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these sources."
+    )
+    category: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these categories."
+    )
+    language: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these languages."
+    )
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)

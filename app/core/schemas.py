@@ -75,6 +75,10 @@ def blank_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+# Values one list-valued filter may take (source, category, language): a page asks with a few;
+# thousands would only make a slow query and a large plan.
+MAX_FILTER_VALUES = 100
+
 # An optional label where "" means absent, not an invalid value.
 OptionalLabel = Annotated[Label | None, BeforeValidator(blank_is_none)]
 
