@@ -33,7 +33,15 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-ExternalId = Annotated[Label, AfterValidator(_no_control_chars)]
+def _reachable_by_path(value: str) -> str:
+    # `/` is fine anywhere ({ref} takes the rest of the path, escaped or not), but an id ending
+    # in /related could not be told from the related articles of the id before it.
+    if value.rstrip("/").endswith("/related") or value.endswith("/"):
+        raise ValueError("must not end with '/' or '/related' (it would not be addressable)")
+    return value
+
+
+ExternalId = Annotated[Label, AfterValidator(_no_control_chars), AfterValidator(_reachable_by_path)]
 
 
 class ArticleIn(BaseModel):

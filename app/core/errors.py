@@ -6,6 +6,7 @@ Every error response is ``{"error": {"code", "message", "details"}}``.
 import logging
 import sysconfig
 import traceback
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,25 @@ def _is_database_unavailable(exc: Exception) -> bool:
     return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
+def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        yield from _leaf_routes(included.routes) if included is not None else (route,)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's own 405 names only the first
+    route's), HEAD wherever GET is (app.core.http.HeadAsGetMiddleware)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        match, _ = route.matches({**request.scope, "method": ""})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 # Stable codes where Python's status phrases differ between versions.
 _HTTP_CODES = {413: "payload_too_large"}
 
@@ -153,14 +174,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:
             # FastAPI's answer to a body it cannot decode (not UTF-8, say): invalid input, 422.
             details = [{"path": "body", "message": str(exc.detail), "type": "body_invalid"}]
             return error_response(422, "validation_error", "Invalid input", details)
         code = _HTTP_CODES.get(exc.status_code) or HTTPStatus(exc.status_code).phrase
         code = code.lower().replace(" ", "_")
-        return error_response(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers or None)
 
     async def _database_error(_: Request, exc: Exception) -> JSONResponse:
         if _is_database_unavailable(exc):
