@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
@@ -135,6 +136,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         )
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if settings.trusted_proxies:
+        # Outermost: every layer (rate limits, logs) sees the client behind the proxies.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".

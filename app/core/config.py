@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         description="Requests per second each key (or anonymous client IP) may make, per "
         "process; 0 turns rate limiting off.",
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks of the proxies in front of the service (comma-"
+        "separated, e.g. 10.0.0.0/8): their X-Forwarded-For gives the client address that "
+        "anonymous rate limits and logs use. Empty: the socket's address.",
+    )
     rate_limit_burst: int = Field(
         default=20, ge=1, description="Requests a key may make at once before the rate applies."
     )
@@ -187,7 +193,7 @@ class Settings(BaseSettings):
         default="json", description="json: one JSON object per line (request logs included)."
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
