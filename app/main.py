@@ -118,13 +118,6 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # Innermost first: the last added sees the request first.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(CachingMiddleware, max_age_s=settings.cache_max_age_s)
-    # Inside CORS and the request context: a shed request is still readable by a browser on
-    # another origin, logged and counted.
-    app.add_middleware(
-        LoadSheddingMiddleware,
-        max_concurrent=settings.max_concurrent_requests,
-        max_header_bytes=settings.max_header_bytes,
-    )
     if settings.cors_origins:
         app.add_middleware(
             ErrorShapedCORSMiddleware,
@@ -136,6 +129,14 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         )
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outside the request context: shedding a burst must cost next to nothing per request (no
+    # id, no log line; a counter on /metrics), or the burst itself keeps the loop busy.
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_concurrent=settings.max_concurrent_requests,
+        max_header_bytes=settings.max_header_bytes,
+        on_shed=metrics.shed.inc,
+    )
     if settings.trusted_proxies:
         # Outermost: every layer (rate limits, logs) sees the client behind the proxies.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
