@@ -22,13 +22,15 @@ STORY = article(
 )
 
 
-async def test_create_then_get_by_id_and_by_external_id(client: AsyncClient) -> None:
+async def test_create_then_get_by_id_and_by_external_id(
+    client: AsyncClient, embedder: CountingEmbedder
+) -> None:
     created = await client.post("/v1/articles", json=STORY)
     assert created.status_code == 201
     assert created.headers["Related-Upsert"] == "created"
     body = created.json()
     assert body["external_id"] == "cms-1"
-    assert body["embedding_model"] == "all-MiniLM-L6-v2"
+    assert body["embedding_model"] == embedder.name  # all-MiniLM-L6-v2, +onnx-int8 with int8
     assert body["published_at"] == "2026-11-20T08:15:00Z"
     assert body["tags"] == ["transport"] and body["authors"] == ["Ana Ruiz"]
 
