@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
+from app.auth.cors import PublishableKeyCorsMiddleware
 from app.auth.dependencies import require_by_method, require_read
 from app.auth.ratelimit import RateLimiter
 from app.core.caching import CachingMiddleware
@@ -31,6 +32,7 @@ from app.pipeline.worker import EmbeddingWorker
 from app.related.estimates import RowEstimates
 from app.related.router import router as related_router
 from app.related.statistics import TermStatistics
+from app.widget.router import router as widget_router
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +113,15 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.publishable_rate_limiter = RateLimiter(
+        settings.publishable_rate_limit_per_s, settings.rate_limit_burst
+    )
     app.state.row_estimates = RowEstimates()
     install_error_handlers(app)
     # Innermost first: the last added sees the request first.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(CachingMiddleware, max_age_s=settings.cache_max_age_s)
+    app.add_middleware(PublishableKeyCorsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -137,4 +143,5 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     )
     app.include_router(pipeline_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
     app.include_router(demo_router)
+    app.include_router(widget_router)
     return app

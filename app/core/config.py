@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         description="Requests per second each key (or anonymous client IP) may make, per "
         "process; 0 turns rate limiting off.",
     )
+    publishable_rate_limit_per_s: float = Field(
+        default=2,
+        ge=0,
+        description="Requests per second a publishable key may make per reader (client IP), "
+        "per process, whatever rate_limit_per_s is; 0 turns it off.",
+    )
     rate_limit_burst: int = Field(
         default=20, ge=1, description="Requests a key may make at once before the rate applies."
     )
