@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.apidocs.router import install_api_docs
 from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
 from app.auth.cors import PublishableKeyCorsMiddleware
@@ -107,6 +108,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by install_api_docs, from the service rather than a CDN.
+        docs_url=None,
+        redoc_url=None,
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
     )
     metrics = Metrics()
@@ -144,4 +148,5 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(pipeline_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
     app.include_router(demo_router)
     app.include_router(widget_router)
+    install_api_docs(app)
     return app

@@ -76,6 +76,8 @@ class Browser:
         )
         self.ws: ClientConnection = connect(self._page_websocket(), max_size=None)
         self.next_id = 0
+        # Events (Network.requestWillBeSent, ...) of the domains a test enables, in order.
+        self.events: list[dict[str, Any]] = []
         self.call("Page.enable")
         self.call("Runtime.enable")
 
@@ -104,7 +106,9 @@ class Browser:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv(timeout=60))
-            if message.get("id") == self.next_id:
+            if "method" in message:
+                self.events.append(message)
+            elif message.get("id") == self.next_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 result: dict[str, Any] = message["result"]
