@@ -60,6 +60,8 @@ def serve(
         log_level=settings.log_level,
         # The app logs each request itself (JSON, with request id and key id).
         access_log=False,
+        # X-Forwarded-For is read by the app, from RELATED_TRUSTED_PROXIES only.
+        proxy_headers=False,
         log_config=None,
     )
 

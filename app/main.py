@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.apidocs.router import install_api_docs
 from app.articles.models import EMBEDDING_DIMENSION
@@ -18,7 +18,8 @@ from app.auth.ratelimit import RateLimiter
 from app.core.caching import CachingMiddleware
 from app.core.config import Settings, get_settings
 from app.core.errors import ErrorResponse, install_error_handlers
-from app.core.limits import BodySizeLimitMiddleware
+from app.core.http import ErrorShapedCORSMiddleware, HeadAsGetMiddleware
+from app.core.limits import BodySizeLimitMiddleware, LoadSheddingMiddleware
 from app.db.engine import open_database
 from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
@@ -41,7 +42,8 @@ DESCRIPTION = """
 Related articles for news sites: send articles, ask for the ones about the same story.
 
 * `{ref}` in a path is our article id (a UUID) or your own `external_id`.
-* Every error has the shape `{"error": {"code", "message", "details"}}`.
+* Every error has the shape `{"error": {"code", "message", "details"}}`: a 422 lists each
+  invalid field's path in `details`; a refused CORS preflight is a 400 `cors_refused`.
 * `/v1` needs an API key (`Authorization: Bearer rk_...`, made with `related keys create`):
   the `read` scope for reads, `write` for writes, `admin` for both. Reads may be open to
   callers without a key (`RELATED_ANONYMOUS_READS`).
@@ -128,14 +130,26 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.add_middleware(PublishableKeyCorsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ErrorShapedCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "If-None-Match", REQUEST_ID_HEADER],
             expose_headers=["ETag", "Retry-After", "Related-Upsert", REQUEST_ID_HEADER],
             max_age=600,
         )
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outside the request context: shedding a burst must cost next to nothing per request (no
+    # id, no log line; a counter on /metrics), or the burst itself keeps the loop busy.
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_concurrent=settings.max_concurrent_requests,
+        max_header_bytes=settings.max_header_bytes,
+        on_shed=metrics.shed.inc,
+    )
+    if settings.trusted_proxies:
+        # Outermost: every layer (rate limits, logs) sees the client behind the proxies.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".

@@ -351,3 +351,38 @@ async def test_publishable_key_needs_http_origins(
             await ApiKeyService(ApiKeyRepository(session)).create(
                 "site", [Scope.WRITE], origins=[SITE]
             )
+
+
+async def test_behind_trusted_proxies_anonymous_callers_are_limited_by_their_own_address(
+    seeded: Any, settings: Settings, embedder: Any
+) -> None:
+    limits = {"rate_limit_per_s": 0.2, "rate_limit_burst": 2, "anonymous_reads": True}
+
+    async def statuses(app: Any, forwarded_for: str, count: int) -> list[int]:
+        async with http_client(app) as http:
+            headers = {"X-Forwarded-For": forwarded_for}
+            return [
+                (await http.get("/v1/articles", headers=headers)).status_code for _ in range(count)
+            ]
+
+    # The test client connects from 127.0.0.1, here the proxy.
+    async with running_app(settings, embedder, trusted_proxies=["127.0.0.0/8"], **limits) as app:
+        assert await statuses(app, "203.0.113.7", 3) == [200, 200, 429]
+        assert await statuses(app, "198.51.100.9", 2) == [200, 200]  # another reader
+        # The proxy appends the address it saw: a client's own X-Forwarded-For is not trusted.
+        assert await statuses(app, "203.0.113.7, 198.51.100.20", 2) == [200, 200]
+    # Without trusted proxies the header is anyone's to forge: the socket's address counts.
+    async with running_app(settings, embedder, **limits) as app:
+        assert await statuses(app, "203.0.113.7", 2) == [200, 200]
+        assert await statuses(app, "198.51.100.9", 1) == [429]
+
+
+def test_the_rate_limiter_memory_is_bounded_and_keeps_the_active_callers() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=0.001, burst=1, clock=lambda: now[0], max_keys=100)
+    assert limiter.acquire("busy") is None
+    for i in range(10_000):  # a flood of one-off addresses
+        limiter.acquire(f"ip:{i}")
+        if i % 50 == 0:
+            assert limiter.acquire("busy") is not None  # still limited: it stays recent
+    assert limiter.size == 100

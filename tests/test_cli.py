@@ -77,7 +77,7 @@ def test_unreachable_database_is_one_clear_line() -> None:
         "db", "upgrade", database_url="postgresql://user:secret@127.0.0.1:1/nowhere"
     )
     assert result.returncode == 1
-    assert "Cannot connect to PostgreSQL at postgresql+asyncpg://user:***@127.0.0.1:1/nowhere" in (
+    assert "Cannot connect to PostgreSQL at postgresql://user:***@127.0.0.1:1/nowhere" in (
         result.stderr
     )
     assert "secret" not in result.stderr

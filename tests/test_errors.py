@@ -1,11 +1,15 @@
 """Every error comes back in one JSON shape with a 4xx; no input produces a 500."""
 
+import logging
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import article
+from app.core.config import Settings
+from app.observability.logs import RequestIdFilter
+from tests.conftest import article, http_client, running_app
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -148,3 +152,89 @@ async def test_lone_surrogates_in_json_escapes_are_422(client: AsyncClient) -> N
         )
         error = assert_error(response, 422, "validation_error")
         assert path in [d["path"] for d in error["details"]]
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [FileNotFoundError(2, "No such file", "/etc/related/missing.json"), TimeoutError("too slow")],
+    ids=["FileNotFoundError", "TimeoutError"],
+)
+async def test_an_oserror_of_our_own_code_is_a_500_with_its_traceback_not_a_database_outage(
+    app: Any, client: AsyncClient, caplog: pytest.LogCaptureFixture, bug: OSError
+) -> None:
+    path = f"/test-only/raise-{type(bug).__name__}"
+
+    async def endpoint() -> None:
+        raise bug
+
+    app.add_api_route(path, endpoint, include_in_schema=False)
+    caplog.set_level(logging.ERROR)
+    caplog.handler.addFilter(RequestIdFilter())  # as the service's own log handler has
+    response = await client.get(path, headers={"X-Request-ID": "bug-1"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["X-Request-ID"] == "bug-1"
+    [logged] = [r for r in caplog.records if r.exc_info and r.exc_info[1] is bug]
+    assert getattr(logged, "request_id", None) == "bug-1"
+    assert not [r for r in caplog.records if "database unavailable" in r.getMessage()]
+
+
+async def test_an_external_id_with_slashes_works_on_every_ref_route(client: AsyncClient) -> None:
+    for external_id, title in (
+        ("news/2026/11/harbour-storm", "Harbour storm closes the port"),
+        ("news/2026/11/quay-flood", "Harbour storm floods the quay"),
+    ):
+        created = await client.post("/v1/articles", json=article(external_id, title))
+        assert created.status_code == 201, created.text
+    for ref in ("news/2026/11/harbour-storm", quote("news/2026/11/harbour-storm", safe="")):
+        assert (await client.get(f"/v1/articles/{ref}")).json()["external_id"] == (
+            "news/2026/11/harbour-storm"
+        )
+        related = await client.get(f"/v1/articles/{ref}/related")
+        assert [i["external_id"] for i in related.json()["items"]] == ["news/2026/11/quay-flood"]
+    assert (await client.delete("/v1/articles/news/2026/11/quay-flood")).status_code == 204
+    assert (await client.get("/v1/articles/news/2026/11/quay-flood")).status_code == 404
+    for unreachable in ("news/storm/related", "news/storm/related/", "news/"):
+        refused = await client.post("/v1/articles", json=article(unreachable, "Harbour storm"))
+        assert refused.status_code == 422, unreachable
+        assert refused.json()["error"]["details"][0]["path"] == "body.external_id"
+
+
+async def test_405_names_every_allowed_method_and_head_answers_on_get_routes(
+    client: AsyncClient,
+) -> None:
+    await client.post("/v1/articles", json=article("heads", "Harbour storm"))
+    refused = await client.put("/v1/articles")
+    assert refused.status_code == 405
+    assert refused.headers["Allow"] == "GET, HEAD, POST"
+    assert refused.json()["error"]["code"] == "method_not_allowed"
+    assert (await client.patch("/healthz")).headers["Allow"] == "GET, HEAD"
+    for path in ("/healthz", "/v1/articles", "/v1/articles/heads", "/v1/articles/heads/related"):
+        got, head = await client.get(path), await client.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"], path
+    assert (await client.head("/v1/articles/missing")).status_code == 404
+
+
+async def test_a_refused_cors_preflight_is_in_the_error_shape(
+    settings: Settings, embedder: Any
+) -> None:
+    origin = "https://www.example.com"
+    async with (
+        running_app(settings, embedder, cors_origins=[origin]) as app,
+        http_client(app) as http,
+    ):
+        allowed = await http.options(
+            "/v1/articles", headers={"Origin": origin, "Access-Control-Request-Method": "GET"}
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == origin
+        for headers in (
+            {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+            {"Origin": origin, "Access-Control-Request-Method": "PUT"},
+        ):
+            refused = await http.options("/v1/articles", headers=headers)
+            assert refused.status_code == 400
+            assert refused.headers["content-type"] == "application/json"
+            assert refused.json()["error"]["code"] == "cors_refused"

@@ -240,3 +240,28 @@ async def test_injection_shaped_input_to_every_filter_and_ref(
         assert [a["external_id"] for a in related.json()["items"]] == [name], label
     for pattern in ("_", "%%", "back%", "O'%"):
         assert (await client.get("/v1/articles", params={"source": pattern})).json()["items"] == []
+
+
+async def test_every_list_valued_filter_is_capped_with_a_422_naming_it(client: AsyncClient) -> None:
+    await client.post("/v1/articles", json=article("capped", "Harbour storm report"))
+    caps = {"source": 100, "exclude_source": 100, "category": 100, "language": 100}
+    caps["exclude_ids"] = 1000
+    for name, cap in caps.items():
+        at_cap = [f"v{i}" for i in range(cap)]
+        over = [*at_cap, "one-more"]
+        requests = [
+            ("related", lambda values, n=name: client.get(
+                "/v1/articles/capped/related", params={n: values})),
+            ("draft", lambda values, n=name: client.post(
+                "/v1/related", json={"title": "Harbour storm", n: values})),
+        ]  # fmt: skip
+        if name in ("source", "category", "language"):
+            requests.append(
+                ("list", lambda values, n=name: client.get("/v1/articles", params={n: values}))
+            )
+        for where, send in requests:
+            assert (await send(at_cap)).status_code == 200, (name, where)
+            refused = await send(over)
+            assert refused.status_code == 422, (name, where)
+            [detail] = refused.json()["error"]["details"]
+            assert detail["path"].endswith(name) and detail["type"] == "too_long", detail

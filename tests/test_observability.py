@@ -167,7 +167,27 @@ async def test_readyz_is_503_when_migrations_are_behind(
     assert checks["database"]["status"] == "ok"
     assert checks["migrations"]["status"] == "fail"
     assert checks["migrations"]["current"] == "0002"
+    assert checks["migrations"]["schema"] == "behind"
     assert checks["model"]["status"] == "ok"
+
+
+async def test_readyz_stays_ready_when_a_newer_release_migrated_the_database(
+    pg_server: Any, settings: Settings, embedder: Any
+) -> None:
+    # A rolling deploy: the new release's first process migrated; this one is still serving.
+    url = fresh_database(pg_server, "related_ahead")
+    await asyncio.to_thread(migrate.upgrade, url)
+    async with (
+        running_app(settings, embedder, database_url=url) as app,
+        http_client(app) as http,
+    ):
+        async with app.state.database.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0042_next_release'"))
+        response = await http.get("/readyz")
+    assert response.status_code == 200
+    migrations = response.json()["checks"]["migrations"]
+    assert migrations["status"] == "ok"
+    assert (migrations["current"], migrations["schema"]) == ("0042_next_release", "ahead")
 
 
 async def test_key_id_is_logged_for_each_key(

@@ -27,6 +27,7 @@ from app.embedding.model import Embedder
 from app.embedding.text import embedding_text
 from app.main import create_app
 from app.pipeline.repository import Embedded, PipelineRepository
+from app.pipeline.service import queue_counts
 from app.pipeline.worker import EmbeddingWorker, requeue
 from tests.conftest import article, bearer, create_key, fresh_database
 from tests.fakes import HashEmbedder, PoisonEmbedder, SlowEmbedder
@@ -421,3 +422,49 @@ async def test_a_worker_stopped_cleanly_hands_its_batch_back_at_once(
             app, "SELECT embedding_status, embedding_attempts, embedding_lease_until FROM articles"
         )
         assert state == [("pending", 0, None)] * 3
+
+
+async def test_queue_counts_follow_every_kind_of_write_without_reading_the_articles(
+    base_settings: Settings,
+) -> None:
+    truth = (
+        "SELECT embedding_status, embedding_model, count(*) FROM articles GROUP BY 1, 2 "
+        "ORDER BY 1, 2"
+    )
+
+    async def counted(app: Any) -> list[tuple[Any, ...]]:
+        async with app.state.database.sessions() as session:
+            counts = await queue_counts(session)
+        return sorted(
+            ((status, model, n) for (status, model), n in counts.by_status_model.items()),
+            key=lambda row: (row[0], row[1] or ""),
+        )
+
+    async def agree(app: Any) -> list[tuple[Any, ...]]:
+        expected = [tuple(r) for r in await rows(app, truth)]
+        assert await counted(app) == expected
+        return expected
+
+    async with service(base_settings, HashEmbedder("model-a")) as (c, app):
+        await c.post("/v1/articles/batch", params={"wait": "true"}, json={"articles": stories(6)})
+        assert await agree(app) == [("ready", "model-a", 6)]
+        # Edits queue some again (an upsert: INSERT ... ON CONFLICT DO UPDATE), new ones arrive.
+        edited = [article(f"s-{i}", f"Edited headline {i}") for i in range(2)]
+        await c.post("/v1/articles/batch", params={"wait": "false"}, json={"articles": edited})
+        await c.post("/v1/articles", params={"wait": "false"}, json=article("new", "New story"))
+        await agree(app)
+        await c.delete("/v1/articles/s-5")
+        await agree(app)
+        await app.state.pending_gauge.refresh()  # compacts: one row per (status, model)
+        async with app.state.database.engine.connect() as conn:
+            raw = await conn.scalar(text("SELECT count(*) FROM embedding_counts"))
+        assert raw == len(await agree(app))
+        await c.get("/v1/articles/s-0/related")  # the worker catches up meanwhile
+        deadline = time.monotonic() + 20
+        while (await counted(app)) != [("ready", "model-a", 6)]:
+            assert time.monotonic() < deadline, await counted(app)
+            await asyncio.sleep(0.05)
+        await agree(app)
+        async with app.state.database.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE articles"))
+        assert await agree(app) == []

@@ -4,6 +4,7 @@ warnings or start-up chatter, and progress bars only for a person at a terminal.
 import fcntl
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def test_migrations_log_what_ran_and_no_chatter(pg_server: EmbeddedPostgres) -> 
         [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=300
     )
     assert first.returncode == 0, first.stderr
-    assert "Running upgrade 0010 -> 0011" in first.stderr
+    assert re.search(r"Running upgrade +-> 0001", first.stderr)  # a migration that ran
     again = subprocess.run(
         [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=300
     )

@@ -36,6 +36,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+PUBLISHED_AT_RANGE = (
+    "published_at >= '0001-01-02 00:00:00+00' AND published_at <= '9999-12-30 23:59:59+00'"
+)
+
+
 class Article(Base):
     __tablename__ = "articles"
 
@@ -100,6 +105,10 @@ class Article(Base):
         CheckConstraint(
             "embedding_status IN ('pending', 'ready', 'failed')", name="embedding_status"
         ),
+        # What the API accepts (app.core.schemas.TIMESTAMP_MIN/MAX), for rows written by other
+        # means too: a published_at of PostgreSQL's +-infinity, which Python cannot hold, would
+        # break every request whose candidates include that row (migration 0011).
+        CheckConstraint(PUBLISHED_AT_RANGE, name="published_at_range"),
         # Claiming reads only pending rows, oldest first: a small index however large the table.
         Index(
             "ix_articles_embedding_pending",

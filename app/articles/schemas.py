@@ -13,7 +13,15 @@ from pydantic import (
 )
 
 from app.core.errors import ErrorBody
-from app.core.schemas import Label, OptionalLabel, Timestamp, TimeWindow, blank_is_none, no_nul
+from app.core.schemas import (
+    MAX_FILTER_VALUES,
+    Label,
+    OptionalLabel,
+    Timestamp,
+    TimeWindow,
+    blank_is_none,
+    no_nul,
+)
 
 MAX_BODY_CHARS = 200_000
 NoNul = AfterValidator(no_nul)
@@ -25,7 +33,15 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-ExternalId = Annotated[Label, AfterValidator(_no_control_chars)]
+def _reachable_by_path(value: str) -> str:
+    # `/` is fine anywhere ({ref} takes the rest of the path, escaped or not), but an id ending
+    # in /related could not be told from the related articles of the id before it.
+    if value.rstrip("/").endswith("/related") or value.endswith("/"):
+        raise ValueError("must not end with '/' or '/related' (it would not be addressable)")
+    return value
+
+
+ExternalId = Annotated[Label, AfterValidator(_no_control_chars), AfterValidator(_reachable_by_path)]
 
 
 class ArticleIn(BaseModel):
@@ -163,8 +179,14 @@ class ArticlePage(BaseModel):
 class ArticleListQuery(TimeWindow):
     model_config = ConfigDict(extra="ignore")
 
-    source: list[Label] = Field(default_factory=list, description="Any of these sources.")
-    category: list[Label] = Field(default_factory=list, description="Any of these categories.")
-    language: list[Label] = Field(default_factory=list, description="Any of these languages.")
+    source: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these sources."
+    )
+    category: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these categories."
+    )
+    language: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these languages."
+    )
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)

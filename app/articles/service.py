@@ -19,6 +19,7 @@ from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
 from app.core.config import Settings
 from app.core.errors import AppError, error_details_from_pydantic, validation_error
 from app.core.limits import text_length_errors
+from app.core.schemas import as_utc
 from app.embedding.text import embedding_hash, embedding_text
 
 
@@ -42,7 +43,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         published_at, article_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(published_at), uuid.UUID(article_id)
+        return as_utc(datetime.fromisoformat(published_at)), uuid.UUID(article_id)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
         raise validation_error(
             [{"path": "cursor", "message": "not a cursor this API returned", "type": "cursor"}]

@@ -121,6 +121,29 @@ class Settings(BaseSettings):
         description="How often each process re-reads the corpus' word statistics "
         "(pg_stats, kept by ANALYZE) for related ranking.",
     )
+    max_concurrent_requests: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Requests one process works on at once; past it, 503 overloaded with "
+        "Retry-After at once (probes and /metrics excepted).",
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest total size of a request's headers; larger is a 431.",
+    )
+    embedding_queue_max_texts: int = Field(
+        default=1024,
+        ge=1,
+        description="Texts of interactive requests (drafts) waiting for the model; past it, "
+        "503 overloaded. Bulk work is bounded by the workers' claims.",
+    )
+    embedding_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest an interactive request waits for its vectors before a 503.",
+    )
     max_batch_articles: int = Field(default=1000, ge=1, le=10000)
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # The schemas hold the hard ceilings (what the columns and the model are sized for); these
@@ -156,6 +179,12 @@ class Settings(BaseSettings):
         description="Requests per second a publishable key may make per reader (client IP), "
         "per process, whatever rate_limit_per_s is; 0 turns it off.",
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks of the proxies in front of the service (comma-"
+        "separated, e.g. 10.0.0.0/8): their X-Forwarded-For gives the client address that "
+        "anonymous rate limits and logs use. Empty: the socket's address.",
+    )
     rate_limit_burst: int = Field(
         default=20, ge=1, description="Requests a key may make at once before the rate applies."
     )
@@ -170,7 +199,7 @@ class Settings(BaseSettings):
         default="json", description="json: one JSON object per line (request logs included)."
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

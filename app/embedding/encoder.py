@@ -25,6 +25,7 @@ from enum import IntEnum
 import numpy as np
 
 from app.core.config import Settings
+from app.core.errors import AppError
 from app.embedding.model import Embedder, Vectors
 
 logger = logging.getLogger(__name__)
@@ -43,11 +44,31 @@ class _Job:
     result: "asyncio.Future[Vectors]" = field(compare=False)
 
 
+def overloaded(message: str) -> AppError:
+    return AppError(503, "overloaded", message, headers={"Retry-After": "1"})
+
+
 class Encoder:
-    def __init__(self, embedder: Embedder, batch_size: int, streams: int = 1) -> None:
+    """Supervised: whatever a batch or an observer raises, the streams go on and every caller
+    gets an answer (its vectors, the batch's error, or a 503 after ``interactive_timeout_s``)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        batch_size: int,
+        streams: int = 1,
+        max_interactive_texts: int = 1024,
+        interactive_timeout_s: float = 30.0,
+    ) -> None:
         self.embedder = embedder
         self.batch_size = batch_size
         self.streams = streams
+        # Interactive requests queue at most this many texts: past it a draft is refused at once
+        # rather than answered after everything queued before it. (Bulk work is bounded by its
+        # workers, which wait for each claim's vectors before claiming more.)
+        self.max_interactive_texts = max_interactive_texts
+        self.interactive_timeout_s = interactive_timeout_s
+        self._interactive_texts = 0
         self._queue: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         self._seq = itertools.count()
         self._executor = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="encoder")
@@ -57,7 +78,13 @@ class Encoder:
 
     @classmethod
     def from_settings(cls, embedder: Embedder, settings: Settings) -> "Encoder":
-        return cls(embedder, settings.embedding_batch_size, settings.embedding_streams)
+        return cls(
+            embedder,
+            settings.embedding_batch_size,
+            settings.embedding_streams,
+            settings.embedding_queue_max_texts,
+            settings.embedding_timeout_s,
+        )
 
     @property
     def queue_depth(self) -> int:
@@ -86,58 +113,97 @@ class Encoder:
         self._executor.shutdown(wait=True)
 
     async def encode(self, texts: list[str], priority: Priority = Priority.INTERACTIVE) -> Vectors:
-        """Unit vectors for ``texts``, in order, without blocking the event loop."""
+        """Unit vectors for ``texts``, in order, without blocking the event loop. Interactive
+        work is refused (503) when its queue is full and given up (503) after
+        ``interactive_timeout_s``."""
         if not texts:
             return np.empty((0, self.embedder.dimension), dtype=np.float32)
+        interactive = priority == Priority.INTERACTIVE
+        if interactive and self._interactive_texts + len(texts) > self.max_interactive_texts:
+            raise overloaded("The model has too much work queued; retry shortly")
         loop = asyncio.get_running_loop()
         futures = []
         # Large requests go in batch-sized chunks so interactive work can slip in between.
         for start in range(0, len(texts), self.batch_size):
             future: asyncio.Future[Vectors] = loop.create_future()
             chunk = texts[start : start + self.batch_size]
-            self._queue.put_nowait(_Job(priority, next(self._seq), chunk, future))
+            self._put(_Job(priority, next(self._seq), chunk, future))
             futures.append(future)
-        return np.vstack(await asyncio.gather(*futures))
+        if not interactive:
+            return np.vstack(await asyncio.gather(*futures))
+        try:
+            done = await asyncio.wait_for(asyncio.gather(*futures), self.interactive_timeout_s)
+        except TimeoutError:
+            for future in futures:
+                future.cancel()  # a stream that takes the job skips it
+            raise overloaded(
+                f"The model did not answer within {self.interactive_timeout_s:g} s"
+            ) from None
+        return np.vstack(done)
+
+    def _put(self, job: _Job) -> None:
+        if job.priority == Priority.INTERACTIVE:
+            self._interactive_texts += len(job.texts)
+        self._queue.put_nowait(job)
+
+    def _taken(self, job: _Job) -> _Job:
+        if job.priority == Priority.INTERACTIVE:
+            self._interactive_texts -= len(job.texts)
+        return job
 
     def _next_batch(self, first: _Job) -> list[_Job]:
-        jobs, size = [first], len(first.texts)
+        jobs, size = [self._taken(first)], len(first.texts)
         while size < self.batch_size and not self._queue.empty():
-            job = self._queue.get_nowait()
+            job = self._taken(self._queue.get_nowait())
             if size + len(job.texts) > self.batch_size:
-                self._queue.put_nowait(job)
+                self._put(job)
                 break
             jobs.append(job)
             size += len(job.texts)
         return [job for job in jobs if not job.result.done()]  # cancelled by a gone client
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = self._next_batch(await self._queue.get())
-            if not jobs:
-                continue
-            texts = [text for job in jobs for text in job.texts]
-            started = time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(self._executor, self.embedder.encode, texts)
-            except Exception as exc:
-                if len(jobs) == 1:
-                    logger.warning("encoding %d texts failed: %s", len(texts), exc)
-                    if not jobs[0].result.done():
-                        jobs[0].result.set_exception(exc)
-                    continue
-                # Merged jobs come from different callers: one caller's bad text must not fail
-                # another's request, so each job is tried again on its own.
+                await self._encode(jobs)
+            except Exception as exc:  # a bug of ours: this batch's callers get it, not a hang
+                logger.exception("encoding a batch failed unexpectedly")
                 for job in jobs:
-                    await self._run_alone(job)
-                continue
-            for observe in self.batch_observers:
-                observe(len(texts), time.perf_counter() - started)
-            offset = 0
+                    if not job.result.done():
+                        job.result.set_exception(exc)
+
+    async def _encode(self, jobs: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        if not jobs:
+            return
+        texts = [text for job in jobs for text in job.texts]
+        started = time.perf_counter()
+        try:
+            vectors = await loop.run_in_executor(self._executor, self.embedder.encode, texts)
+        except Exception as exc:
+            if len(jobs) == 1:
+                logger.warning("encoding %d texts failed: %s", len(texts), exc)
+                if not jobs[0].result.done():
+                    jobs[0].result.set_exception(exc)
+                return
+            # Merged jobs come from different callers: one caller's bad text must not fail
+            # another's request, so each job is tried again on its own.
             for job in jobs:
-                if not job.result.done():
-                    job.result.set_result(vectors[offset : offset + len(job.texts)])
-                offset += len(job.texts)
+                await self._run_alone(job)
+            return
+        offset = 0
+        for job in jobs:
+            if not job.result.done():
+                job.result.set_result(vectors[offset : offset + len(job.texts)])
+            offset += len(job.texts)
+        # After the callers have their vectors: an observer that fails costs a log line.
+        seconds = time.perf_counter() - started
+        for observe in self.batch_observers:
+            try:
+                observe(len(texts), seconds)
+            except Exception:
+                logger.exception("a batch observer failed")
 
     async def _run_alone(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()

@@ -21,8 +21,28 @@ async def healthz() -> dict[str, str]:
 
 
 @lru_cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("unused"))
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("unused")).get_current_head()
+    return _scripts().get_current_head()
+
+
+def schema_state(current: str | None) -> str:
+    """`current` (at this release's head), `behind` (a revision this release knows, not its
+    head: not migrated yet) or `ahead` (a revision it does not know: a newer release migrated the
+    database, and its migrations keep this release working: docs/operations.md, rolling
+    deploys)."""
+    if current is not None and current == head_revision():
+        return "current"
+    if current is None:
+        return "behind"
+    try:
+        known = _scripts().get_revision(current) is not None
+    except Exception:  # alembic: "No such revision" (and friends) for a newer release's id
+        known = False
+    return "behind" if known else "ahead"
 
 
 def _check(ok: bool, **facts: Any) -> dict[str, Any]:
@@ -32,12 +52,16 @@ def _check(ok: bool, **facts: Any) -> dict[str, Any]:
 async def _database_checks(database: Database) -> dict[str, dict[str, Any]]:
     async with database.engine.connect() as conn:
         current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-    head = head_revision()
+    state = schema_state(current)
     return {
         "database": _check(
             True, server_version=database.versions.server, pgvector=database.versions.pgvector
         ),
-        "migrations": _check(current == head, current=current, head=head),
+        # Unready only when the database is behind this release: a rolling deploy whose first
+        # process migrates must not take the older processes out of the load balancer.
+        "migrations": _check(
+            state != "behind", current=current, head=head_revision(), schema=state
+        ),
     }
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.articles.schemas import MAX_BODY_CHARS, NoNul
-from app.core.schemas import Label, TimeWindow
+from app.core.schemas import MAX_FILTER_VALUES, Label, TimeWindow
 
 Ranking = Literal["hybrid", "vector"]
 
@@ -21,10 +21,18 @@ class RelatedFilters(TimeWindow):
     max_age_days: float | None = Field(
         default=None, gt=0, le=36500, description="Only articles published in the last N days."
     )
-    source: list[Label] = Field(default_factory=list, description="Only these sources.")
-    exclude_source: list[Label] = Field(default_factory=list, description="Not these sources.")
-    category: list[Label] = Field(default_factory=list, description="Only these categories.")
-    language: list[Label] = Field(default_factory=list, description="Only these languages.")
+    source: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these sources."
+    )
+    exclude_source: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Not these sources."
+    )
+    category: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these categories."
+    )
+    language: list[Label] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these languages."
+    )
     exclude_ids: list[Label] = Field(
         default_factory=list,
         max_length=1000,

@@ -6,7 +6,7 @@ freshness (`recency`), variety (`diversity`, maximal marginal relevance) and `ma
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,7 +62,17 @@ def select(
     z = (relevance - relevance.mean()) / std if std > 1e-9 else np.zeros_like(relevance)
     gain = 1 / (1 + np.exp(-z))
     if prefs.recency_days is not None:
-        age_days = np.array([(now - p).total_seconds() / 86400 for p in published])
+        # A row stored by other means may hold PostgreSQL's +-infinity, which the driver reads
+        # as a datetime without a zone: taken as UTC, it only makes that row very new or old.
+        age_days = (
+            np.array(
+                [
+                    (now - (p if p.tzinfo else p.replace(tzinfo=UTC))).total_seconds()
+                    for p in published
+                ]
+            )
+            / 86400
+        )
         gain = gain * np.power(0.5, np.clip(age_days, 0, None) / prefs.recency_days)
 
     keep = np.ones(len(gain), dtype=bool)
