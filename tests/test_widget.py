@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.auth.models import Scope
 from app.auth.repository import ApiKeyRepository
@@ -193,6 +194,42 @@ async def test_box_on_another_origin_with_a_publishable_key(
 
     screenshot = browser.screenshot(REPORTS / "widget.png")
     print(f"screenshot of the related box on a publisher's page: {screenshot}")
+
+
+async def test_box_waits_for_a_story_still_being_embedded(
+    app: Any, live_examples: LiveServer, site: StaticSite, browser: Browser, publishable_key: str
+) -> None:
+    """A story just published answers 409 embedding_pending until it is embedded: the box
+    keeps loading and asks again, and fills once the embedding is there."""
+
+    async def set_model(name: str) -> None:
+        async with app.state.database.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE articles SET embedding_model = :name WHERE external_id = :ref"),
+                {"name": name, "ref": "demo-transfer-1"},
+            )
+
+    url = site.page(
+        "/new.html",
+        publisher_page(
+            live_examples.url,
+            f'<related-articles id="new" ref="demo-transfer-1" limit="3" key="{publishable_key}">'
+            "</related-articles>",
+        ),
+    )
+    await set_model("another-model")  # as if not embedded by the current model yet
+    try:
+        browser.goto(url)
+        # Its first request has been answered (409), and the box is still loading.
+        browser.wait_for(
+            "performance.getEntriesByType('resource')"
+            ".filter(e => e.name.includes('/related?')).length >= 1"
+        )
+        assert browser.evaluate(f"{BOX.format(id='new')}.dataset.state") == "loading"
+    finally:
+        await set_model(app.state.encoder.model_name)
+    assert wait_state(browser, "new") == "ready"
+    assert {item["title"] for item in box_items(browser, "new")} == same_story("demo-transfer-1")
 
 
 async def test_box_with_anonymous_reads_from_an_origin_the_service_opens_to(

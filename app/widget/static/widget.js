@@ -18,6 +18,10 @@
   const script = document.currentScript;
   const DEFAULT_API = script && script.src ? new URL(".", script.src).href : location.origin + "/";
   const MAX_LIMIT = 20;
+  // A story published a moment ago is stored before it is embedded (409 embedding_pending):
+  // the box keeps loading and asks again, rather than showing an error to its first readers.
+  const PENDING_RETRIES = 5;
+  const PENDING_RETRY_MS = 2000;
 
   const STYLE = `
     :host {
@@ -155,17 +159,27 @@
       // In the URL, not a header: the request stays a simple GET, without a CORS preflight.
       if (key) url.searchParams.set("key", key);
       let answer;
-      try {
-        const response = await fetch(url, { headers: { accept: "application/json" } });
-        const body = await response.json().catch(() => null);
-        if (!response.ok) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const response = await fetch(url, { headers: { accept: "application/json" } });
+          const body = await response.json().catch(() => null);
           const error = (body && body.error) || {};
-          throw new Error(`HTTP ${response.status} ${error.code || ""}: ${error.message || ""}`);
+          if (response.status === 409 && error.code === "embedding_pending") {
+            if (attempt < PENDING_RETRIES) {
+              await new Promise((resolve) => setTimeout(resolve, PENDING_RETRY_MS));
+              if (generation !== this.generation) return;
+              continue;
+            }
+          }
+          if (!response.ok) {
+            throw new Error(`HTTP ${response.status} ${error.code || ""}: ${error.message || ""}`);
+          }
+          answer = body;
+          break;
+        } catch (err) {
+          if (generation === this.generation) this.fail(err.message, err);
+          return;
         }
-        answer = body;
-      } catch (err) {
-        if (generation === this.generation) this.fail(err.message, err);
-        return;
       }
       if (generation !== this.generation) return;
       const items = (answer && Array.isArray(answer.items) ? answer.items : []).slice(0, limit);
