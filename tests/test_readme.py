@@ -109,7 +109,13 @@ async def make_run(
     async with app.state.database.engine.begin() as conn:
         await conn.execute(text("ANALYZE articles"))
     server = LiveServer(
-        create_app(settings.model_copy(update={"anonymous_reads": True}), embedder=embedder)
+        create_app(
+            # Reads open as make run opens them; the session app's worker embeds.
+            settings.model_copy(
+                update={"anonymous_reads": True, "embedding_worker_in_process": False}
+            ),
+            embedder=embedder,
+        )
     )
     server.start()
     yield server

@@ -49,7 +49,13 @@ def cors_server(
     settings: Settings, embedder: Any, site: StaticSite, live_examples: LiveServer
 ) -> Iterator[LiveServer]:
     """The service as an operator opens it to one site: anonymous reads, its origin in CORS."""
-    opened = settings.model_copy(update={"anonymous_reads": True, "cors_origins": [site.origin]})
+    opened = settings.model_copy(
+        update={
+            "anonymous_reads": True,
+            "cors_origins": [site.origin],
+            "embedding_worker_in_process": False,  # the session app's worker embeds
+        }
+    )
     server = LiveServer(create_app(opened, embedder=embedder))
     server.start()
     yield server
