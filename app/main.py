@@ -47,6 +47,9 @@ Related articles for news sites: send articles, ask for the ones about the same 
 * `/v1` needs an API key (`Authorization: Bearer rk_...`, made with `related keys create`):
   the `read` scope for reads, `write` for writes, `admin` for both. Reads may be open to
   callers without a key (`RELATED_ANONYMOUS_READS`).
+* A publishable key (`pk_...`, `related keys create --publishable --origin URL`) is for web
+  pages: it reads only, only from pages of its origins (403 `origin_not_allowed` otherwise),
+  and a page sends it as `?key=pk_...`. `/widget.js` is the related box that uses it.
 """
 
 AUTH_ERRORS: dict[int | str, dict[str, object]] = {

@@ -238,6 +238,31 @@ async def test_box_waits_for_a_story_still_being_embedded(
     assert {item["title"] for item in box_items(browser, "new")} == same_story("demo-transfer-1")
 
 
+async def test_boxes_defined_after_the_page_ask_once_each(
+    live_examples: LiveServer, site: StaticSite, browser: Browser, publishable_key: str
+) -> None:
+    # The script at the end of the page, deferred: the boxes exist before it defines them.
+    boxes = "".join(
+        f'<related-articles id="b{n}" ref="{ref}" limit="3" key="{publishable_key}">'
+        "</related-articles>"
+        for n, ref in enumerate(("demo-ratecut-1", "demo-breach-1"))
+    )
+    url = site.page(
+        "/deferred.html",
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Deferred</title>
+</head><body>{boxes}<script src="{live_examples.url}/widget.js" defer></script></body></html>""",
+    )
+    browser.goto(url)
+    for n, ref in enumerate(("demo-ratecut-1", "demo-breach-1")):
+        assert wait_state(browser, f"b{n}") == "ready"
+        assert {item["title"] for item in box_items(browser, f"b{n}")} == same_story(ref)
+    asked = browser.evaluate(
+        "performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(name => name.includes('/related?'))"
+    )
+    assert len(asked) == 2  # one request per box, not one per attribute
+
+
 async def test_box_with_anonymous_reads_from_an_origin_the_service_opens_to(
     cors_server: LiveServer, site: StaticSite, browser: Browser
 ) -> None:

@@ -113,14 +113,41 @@
       this.section.append(heading, this.list, this.status);
       root.append(style, this.section);
       this.generation = 0;
+      this.loadQueued = false;
     }
 
     connectedCallback() {
-      this.load();
+      this.scheduleLoad();
+    }
+
+    disconnectedCallback() {
+      this.generation++; // an answer arriving after the box left the page is dropped
     }
 
     attributeChangedCallback() {
-      if (this.isConnected) this.load();
+      if (this.isConnected) this.scheduleLoad();
+    }
+
+    // The loading state at once (the height is reserved from the first layout), the request
+    // once per task: a box upgraded after it was parsed (the script tag below it, deferred or
+    // async) hears of each attribute and then of its connection, five calls for one request.
+    scheduleLoad() {
+      this.showLoading();
+      if (this.loadQueued) return;
+      this.loadQueued = true;
+      queueMicrotask(() => {
+        this.loadQueued = false;
+        if (this.isConnected) this.load();
+      });
+    }
+
+    showLoading() {
+      const limit = this.limit;
+      this.style.setProperty("--_rows", String(limit));
+      this.section.querySelector("h2").textContent =
+        this.getAttribute("heading") || "Related articles";
+      this.renderSkeleton(limit);
+      this.setState("loading");
     }
 
     get limit() {
@@ -140,11 +167,6 @@
     async load() {
       const generation = ++this.generation; // a newer load makes this one's answer moot
       const limit = this.limit;
-      this.style.setProperty("--_rows", String(limit));
-      this.section.querySelector("h2").textContent =
-        this.getAttribute("heading") || "Related articles";
-      this.renderSkeleton(limit);
-      this.setState("loading");
       const ref = (this.getAttribute("ref") || "").trim();
       if (!ref) {
         this.fail("no ref attribute", null);
