@@ -1,6 +1,7 @@
 """What the `related` commands and the service write besides their answers: no dependency's
 warnings or start-up chatter, and progress bars only for a person at a terminal."""
 
+import asyncio
 import fcntl
 import os
 import pty
@@ -12,10 +13,13 @@ import termios
 import threading
 from pathlib import Path
 
+import httpx
 from httpx import AsyncClient
 
 from app.db.embedded import EmbeddedPostgres
+from bench.server import free_port
 from tests.conftest import EXAMPLES, fresh_database
+from tests.polling import until
 from tests.test_cli import related_cli
 
 
@@ -102,3 +106,48 @@ def test_migrations_log_what_ran_and_no_chatter(pg_server: EmbeddedPostgres) -> 
         for chatter in ("setup plugin", "Context impl", "Will assume"):
             assert chatter not in result.stderr
     assert again.stderr == ""  # nothing ran, nothing to say
+
+
+async def test_serve_starts_with_only_the_services_own_lines(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "HF_HUB_OFFLINE": "1",
+        "RELATED_LOG_FORMAT": "text",
+        "RELATED_MIGRATE_ON_START": "true",  # at head already: nothing to say about it
+        "RELATED_EMBEDDING_WORKER_IN_PROCESS": "false",  # the session's app embeds
+    }
+    with log.open("w") as out:
+        process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+
+        async def ready() -> bool:
+            assert process.returncode is None, log.read_text()
+            try:
+                async with httpx.AsyncClient() as http:
+                    response = await http.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                return response.status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await until(ready, "related serve to be ready", timeout_s=180)
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), timeout=60)
+    lines = log.read_text().splitlines()
+    loggers = {line.split()[3] for line in lines}  # "date time LEVEL logger [request]: ..."
+    # Uvicorn's start and stop, the model and the database it found, the /readyz requests.
+    assert loggers <= {"uvicorn.error", "app.embedding.model", "app.db.engine", "related.access"}, (
+        lines
+    )
+    assert any("loaded embedding model" in line for line in lines)
+    assert not [line for line in lines if "Warning" in line or "%|" in line]
