@@ -142,7 +142,7 @@ async def test_wait_true_answers_ready_and_times_out_as_pending(
         batch = await c.post(
             "/v1/articles/batch", params={"wait": "true"}, json={"articles": stories(4, "b")}
         )
-        assert {i["article"]["embedding_status"] for i in batch.json()["items"]} == {"ready"}
+        assert {i["embedding_status"] for i in batch.json()["items"]} == {"ready"}
 
     # No worker anywhere: the wait ends at the timeout with the truth, not an error.
     async with service(
@@ -253,7 +253,7 @@ async def test_drafts_are_encoded_before_queued_bulk_work(base_settings: Setting
         batch = await c.post(
             "/v1/articles/batch", params={"wait": "true"}, json={"articles": stories(16)}
         )
-        assert {i["article"]["embedding_status"] for i in batch.json()["items"]} == {"ready"}
+        assert {i["embedding_status"] for i in batch.json()["items"]} == {"ready"}
         # All 16 were claimed (two lanes of 8) and queued before the draft came; in arrival
         # order it would have been encoded last. It overtook the queued bulk batches.
         position = next(i for i, call in enumerate(embedder.calls) if "Draft" in call[0])

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         description="Requests per second each key (or anonymous client IP) may make, per "
         "process; 0 turns rate limiting off.",
     )
+    publishable_rate_limit_per_s: float = Field(
+        default=2,
+        ge=0,
+        description="Requests per second a publishable key may make per reader (client IP), "
+        "per process, whatever rate_limit_per_s is; 0 turns it off.",
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Addresses or networks of the proxies in front of the service (comma-"
