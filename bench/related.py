@@ -85,7 +85,7 @@ from app.embedding.model import load_embedder
 from app.related.estimates import RowEstimates
 from app.related.repository import RelatedRepository
 from app.related.schemas import RelatedQuery
-from app.related.service import CANDIDATES, RelatedService, resolve_filters
+from app.related.service import RelatedService
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
 from bench.server import free_port
 
@@ -496,10 +496,10 @@ def related_path(article_id: str, ranking: str, bench_filter: BenchFilter) -> st
 
 
 class DirectSql:
-    """The statements the service sends for one related request, sent from this process by the
-    service's own code (app/related/service.py, app/related/repository.py) on a pool configured
-    like the service's read pool, each one round trip, as the service does. No HTTP, no
-    FastAPI, no rerank."""
+    """The statements the service sends for one related request (RelatedService.candidates: the
+    search from the stored article by id, with the planner's row estimate before it when
+    filtered, kept for a minute as each service process keeps it), sent from this process on a
+    pool configured like the service's read pool. No HTTP, no FastAPI, no rerank."""
 
     def __init__(self, pool: asyncpg.Pool, model: str, ef_search: int) -> None:
         self.pool = pool
@@ -522,22 +522,8 @@ class DirectSql:
                 self.ef_search,
                 row_estimates=self.row_estimates,
             )
-            if not hybrid:
-                answer = await service.for_article_id(article_id, query)
-                if answer is not None:
-                    return len(answer[1]) >= LIMIT
-            article = await service.repository.source_article(str(article_id))
-            assert article is not None
-            wanted = CANDIDATES if hybrid else LIMIT
-            rows = await service.nearest_rows(
-                article.embedding,
-                resolve_filters(query, exclude_id=article.id),
-                wanted,
-                LIMIT,
-                hybrid,
-                probe=article.id,
-            )
-        return len(rows) >= LIMIT
+            found = await service.candidates(article_id, query)
+        return found is not None and len(found.rows) >= LIMIT
 
 
 async def warm_up(direct: DirectSql, ids: list[uuid.UUID], concurrency: int = 4) -> None:

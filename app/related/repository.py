@@ -17,11 +17,15 @@ from app.articles.repository import parse_uuid
 from app.related.terms import Terms
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
-# What the hybrid ranking reads of each candidate.
-FEATURE_COLUMNS = "embedding AS vector, term_hashes, term_counts, category"
+# What the hybrid ranking reads of each candidate, and of the article asked about (its own row
+# among them: the probe).
+FEATURE_COLUMNS = (
+    "embedding AS vector, term_hashes, term_counts, category, title_hashes, "
+    "coalesce(body_words, 0) AS body_words"
+)
 SOURCE_COLUMNS = (
-    "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding, "
-    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words, title_hashes"
+    "id, external_id, embedding_status, embedding_error, embedding_model, "
+    "embedding IS NOT NULL AS embedded"
 )
 
 
@@ -35,18 +39,15 @@ class StoredVector:
 
 @dataclass(frozen=True)
 class SourceArticle:
-    """The stored article whose related articles are asked for: what the search needs of it."""
+    """The stored article whose related articles are asked for, by id or external_id: whether
+    it can be searched from (the search reads its vector and words itself)."""
 
     id: uuid.UUID
     external_id: str
-    category: str | None
     embedding_status: str
     embedding_error: str | None
     embedding_model: str | None
-    embedding: Any | None  # float32 numpy array
-    terms: Terms
-    title_terms: Terms  # the headline's words
-    body_words: int
+    embedded: bool  # it has a vector (of embedding_model)
 
 
 class Where:
@@ -133,10 +134,7 @@ class RelatedRepository:
             )
         if row is None:
             return None
-        fields = dict(row)
-        terms = Terms.from_bytes(fields.pop("term_hashes"), fields.pop("term_counts"))
-        title_terms = Terms.headline(fields.pop("title_hashes"))
-        return SourceArticle(**fields, terms=terms, title_terms=title_terms)
+        return SourceArticle(**dict(row))
 
     async def draft_terms(self, title: str, summary: str | None, body: str) -> tuple[Terms, Terms]:
         """The draft's terms and its headline's, as the trigger of migration 0007 computes a
@@ -178,7 +176,8 @@ class RelatedRepository:
         ``with_features`` adds each row's vector (numpy), terms (see candidate_terms) and
         category. ``ef_search`` overrides the connection's for the index walk; ``exact`` ranks
         every row the filters keep instead of walking the index.
-        ``probe``: an article let through the filters, one row more (see RelatedService)."""
+        ``probe``: the article asked about, let through the filters: one row more (see
+        app.related.service)."""
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
         rows: list[asyncpg.Record]
         if exact or ef_search is None:
