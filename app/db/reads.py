@@ -12,7 +12,7 @@ no transaction: one round trip for the article, one for its neighbours.
 """
 
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -33,6 +33,17 @@ def encode_vector(value: Any) -> bytes:
 
 def decode_vector(data: bytes) -> Any:
     return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
+
+
+def decode_vectors(data: Sequence[bytes]) -> Any:
+    """Vectors of one dimension in pgvector's binary form (`vector_send(...)`, bytes), as the
+    rows of one float32 matrix: one decoding for all of them."""
+    if not data:
+        return np.zeros((0, 0), dtype=np.float32)
+    joined = b"".join(data)
+    # Each is a 4-byte header, the width of one float, then its floats.
+    floats = np.frombuffer(joined, dtype=">f4").reshape(len(data), -1)
+    return floats[:, 1:].astype(np.float32)
 
 
 async def _register_vector(conn: asyncpg.Connection) -> None:

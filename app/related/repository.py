@@ -14,13 +14,15 @@ from typing import Any
 import asyncpg
 
 from app.articles.repository import parse_uuid
-from app.related.terms import Terms
+from app.db.reads import decode_vectors
+from app.related.terms import TermBatch, Terms
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
 # What the hybrid ranking reads of each candidate, and of the article asked about (its own row
-# among them: the probe).
+# among them: the probe). The vector as bytes (pgvector's binary form): the ranking decodes all
+# of them at once (app.db.reads.decode_vectors).
 FEATURE_COLUMNS = (
-    "embedding AS vector, term_hashes, term_counts, category, title_hashes, "
+    "vector_send(embedding) AS vector, term_hashes, term_counts, category, title_hashes, "
     "coalesce(body_words, 0) AS body_words"
 )
 SOURCE_COLUMNS = (
@@ -173,9 +175,9 @@ class RelatedRepository:
         probe: uuid.UUID | None = None,
     ) -> list[asyncpg.Record]:
         """Nearest first, by cosine, to ``vector``: an array, or a StoredVector.
-        ``with_features`` adds each row's vector (numpy), terms (see candidate_terms) and
-        category. ``ef_search`` overrides the connection's for the index walk; ``exact`` ranks
-        every row the filters keep instead of walking the index.
+        ``with_features`` adds each row's FEATURE_COLUMNS. ``ef_search`` overrides the
+        connection's for the index walk; ``exact`` ranks every row the filters keep instead of
+        walking the index.
         ``probe``: the article asked about, let through the filters: one row more (see
         app.related.service)."""
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
@@ -254,6 +256,13 @@ def nearest_sql(
     return sql, where.args
 
 
-def candidate_terms(row: asyncpg.Record) -> Terms:
-    """A candidate's terms, as fetched with FEATURE_COLUMNS."""
-    return Terms.from_bytes(row["term_hashes"], row["term_counts"])
+def candidate_terms(rows: Sequence[asyncpg.Record]) -> TermBatch:
+    """The rows' terms, as fetched with FEATURE_COLUMNS."""
+    return TermBatch.from_bytes(
+        [row["term_hashes"] for row in rows], [row["term_counts"] for row in rows]
+    )
+
+
+def candidate_vectors(rows: Sequence[asyncpg.Record]) -> Any:
+    """The rows' vectors as a float32 matrix, as fetched with FEATURE_COLUMNS."""
+    return decode_vectors([row["vector"] for row in rows])

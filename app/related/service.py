@@ -46,6 +46,7 @@ from app.related.repository import (
     SourceArticle,
     StoredVector,
     candidate_terms,
+    candidate_vectors,
 )
 from app.related.rerank import rerank
 from app.related.schemas import ArticleKey, DraftIn, RelatedArticle, RelatedFilters
@@ -80,7 +81,7 @@ class AskedText:
     def of_row(cls, row: asyncpg.Record) -> "AskedText":
         """A stored article's, from its row as fetched with FEATURE_COLUMNS."""
         return cls(
-            candidate_terms(row),
+            Terms.from_bytes(row["term_hashes"], row["term_counts"]),
             Terms.headline(row["title_hashes"]),
             row["body_words"] >= LONG_TEXT_WORDS,
         )
@@ -236,7 +237,8 @@ class RelatedService:
         if is_plain(query):
             return key, related_articles(found.rows[: query.limit], query.min_score)
         text = AskedText.of_row(asked)
-        return key, self._ranked(found.rows, query, asked["vector"], text, asked["category"])
+        [vector] = candidate_vectors([asked])
+        return key, self._ranked(found.rows, query, vector, text, asked["category"])
 
     async def candidates(self, article_id: uuid.UUID, query: RelatedFilters) -> Found | None:
         """The search statements of a request for a stored article (bench/related.py sends
@@ -290,9 +292,10 @@ class RelatedService:
 
         if await self._exact_first(filters):
             return await statement(exact=True)
-        ef_search = max(self.ef_search, wanted + (probe is not None))
+        # The connection's own ef_search (app.db.reads), with no SET: the iterative scan walks on
+        # past ef_search rows when more are asked for (the candidates, the probe).
+        ef_search = self.ef_search
         while True:
-            # The connection's own ef_search needs no SET (app.db.reads).
             found = await statement(ef_search=None if ef_search == self.ef_search else ef_search)
             if found is None or not found.lost or ef_search >= MAX_EF_SEARCH:
                 break
@@ -323,9 +326,9 @@ class RelatedService:
         limit = query.limit
         if rows:
             query_vector = np.asarray(vector, dtype=np.float32)
-            vectors = np.vstack([row["vector"] for row in rows])
+            vectors = candidate_vectors(rows)
             relevance = np.array([row["score"] for row in rows], dtype=np.float32)
-            row_terms = [candidate_terms(row) for row in rows]
+            row_terms = candidate_terms(rows)
             if query.ranking == "hybrid":
                 relevance = rerank(
                     query_vector,
