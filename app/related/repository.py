@@ -221,7 +221,6 @@ def nearest_sql(
     where.add(f"embedding_model = {model_param}")
     filters.apply(where)
     if probe is not None:
-        where.or_id(probe)
         limit += 1
     features = f", {FEATURE_COLUMNS}" if with_features else ""
     distance = f"embedding <=> {query}"
@@ -232,7 +231,13 @@ def nearest_sql(
         # filter index when the filters are selective. Without SET LOCAL enable_indexscan there
         # is no transaction to open: one round trip instead of four. (Only `articles` has the
         # selected columns but `id`, which USING merges.)
-        kept = f"SELECT id, {distance} AS distance FROM articles WHERE {where.sql} OFFSET 0"
+        kept = f"(SELECT id, {distance} AS distance FROM articles WHERE {where.sql} OFFSET 0)"
+        if probe is not None:
+            # The probe as a row of its own: in the WHERE clause (OR id = ...) it would keep
+            # the planner from reading the filtered rows from their index alone.
+            kept += (
+                f" UNION ALL SELECT id, {distance} FROM articles WHERE id = {where.param(probe)}"
+            )
         ranked = (
             f"SELECT id, distance FROM ({kept}) AS k ORDER BY distance LIMIT {where.param(limit)}"
         )
@@ -241,6 +246,8 @@ def nearest_sql(
             f"FROM ({ranked}) AS n JOIN articles USING (id) ORDER BY distance"
         )
     else:
+        if probe is not None:
+            where.or_id(probe)  # the walk applies its filters to each row it finds
         # The index scan yields rows in order: the SELECT list is computed for those only.
         # Without restrictive filters the HNSW scan is the only sensible plan, and a literal
         # LIMIT lets PostgreSQL keep one generic plan for the statement asyncpg prepared rather
