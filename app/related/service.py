@@ -177,8 +177,9 @@ def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) 
 def related_articles(
     rows: Sequence[asyncpg.Record], min_score: float | None
 ) -> list[RelatedArticle]:
+    # Built from the database's own typed columns: nothing to validate.
     results = [
-        RelatedArticle(
+        RelatedArticle.model_construct(
             id=row["id"],
             external_id=row["external_id"],
             title=row["title"],
