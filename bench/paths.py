@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core.config import Settings
 from app.db.embedded import EmbeddedPostgres
-from app.db.reads import create_read_pool
+from app.db.reads import create_read_pool, read_ef_search
 from app.related.repository import Filters, RelatedRepository
 from app.related.service import MAX_EF_SEARCH, WIDER_WALK
 from bench.related import ROOT, BenchFilter, bench_filters, git_commit, load_average
@@ -180,13 +180,13 @@ async def main(args: argparse.Namespace, url: str) -> None:
         "command": " ".join(["bench/paths.py", *sys.argv[1:]]),
         "commit": git_commit(),
         "articles": await pool.fetchval("SELECT count(*) FROM articles"),
-        "ef_search": settings.hnsw_ef_search,
+        "ef_search": read_ef_search(settings),
         "walk_or_exact": [],
     }
     try:
         await walk_or_exact(pool, model, args.queries, record)
         if args.lost_queries:
-            await lost_walks(pool, model, settings.hnsw_ef_search, args.lost_queries, record)
+            await lost_walks(pool, model, read_ef_search(settings), args.lost_queries, record)
     finally:
         await pool.close()
     args.results.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.core.config import Settings
 from app.db import migrate
 from app.db.embedded import EmbeddedPostgres
-from app.db.reads import create_read_pool
+from app.db.reads import create_read_pool, read_ef_search
 from app.db.url import to_async_url
 from app.embedding.model import load_embedder
 from app.related.estimates import RowEstimates
@@ -716,7 +716,7 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
     for f in filters:
         print(f"filter {f.name}: {f.param}={f.value} keeps {100 * f.share:.2f}% of the corpus")
     print(f"PostgreSQL shared_buffers {await pool.fetchval('SHOW shared_buffers')}")
-    direct = DirectSql(pool, model, settings.hnsw_ef_search)
+    direct = DirectSql(pool, model, read_ef_search(settings))
     started = time.perf_counter()
     await warm_up(direct, ids)
     print(
@@ -852,7 +852,7 @@ async def measure(args: argparse.Namespace, url: str, pg_data: Path | None) -> N
                 "baseline": str(args.baseline) if args.baseline else None,
                 "cores": os.cpu_count(),
                 "articles": args.articles,
-                "ef_search": settings.hnsw_ef_search,
+                "ef_search": read_ef_search(settings),
                 "shared_buffers": args.shared_buffers,
                 "filters": [f.record() for f in filters],
                 "runs": [run.record() for run in runs],

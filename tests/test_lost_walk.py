@@ -99,10 +99,9 @@ async def test_drafts_are_not_probed() -> None:
     assert found.asked is None and len(found.rows) == 10
 
 
-async def test_more_rows_than_ef_search_need_no_wider_walk() -> None:
-    # limit=100 at ef_search 40: the iterative scan walks on past ef_search rows, so the walk
-    # runs on the connection's own ef_search (no SET, no transaction).
+async def test_the_walk_holds_the_probe_beside_the_rows_asked_for() -> None:
+    # limit=100 at ef_search 40: the article itself makes 101 rows, the walk's list holds them.
     index = Index(reaches_at=EF_SEARCH)
     found = await search(index, wanted=100)
-    assert index.calls[0]["ef_search"] is None and index.calls[0]["limit"] == 100
+    assert index.calls[0]["ef_search"] == 101
     assert len(found.rows) == 100 and len(index.calls) == 1

@@ -293,9 +293,9 @@ class RelatedService:
 
         if await self._exact_first(filters):
             return await statement(exact=True)
-        # The connection's own ef_search (app.db.reads), with no SET: the iterative scan walks on
-        # past ef_search rows when more are asked for (the candidates, the probe).
-        ef_search = self.ef_search
+        # A walk whose candidate list holds the rows asked for and the probe: on the read
+        # connections' own ef_search (app.db.reads.read_ef_search) unless `limit` asks for more.
+        ef_search = max(self.ef_search, wanted + (probe is not None))
         while True:
             found = await statement(ef_search=None if ef_search == self.ef_search else ef_search)
             if found is None or not found.lost or ef_search >= MAX_EF_SEARCH:
