@@ -279,17 +279,20 @@ async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
 PLAIN = {"ranking": "vector", "dedupe": "false"}
 
 
-async def test_plain_by_id_answers_as_the_general_path_does(
+async def test_by_id_answers_as_by_external_id(
     client: AsyncClient, examples: list[dict[str, Any]]
 ) -> None:
-    # By our id a plain request is one statement (RelatedService.for_article_id); by
-    # external_id it takes the general path. The answers must not differ, filters included.
+    # By our id a request is one statement (RelatedService.for_article_id); by external_id the
+    # article is looked up first. The answers must not differ, rankings and filters included.
     source = examples[0]["source"]
     for params in (
         PLAIN,
         {**PLAIN, "limit": 3, "min_score": 0.2},
         {**PLAIN, "source": source, "limit": 100},  # few rows: the exact scan
         {**PLAIN, "exclude_ids": "demo-wildfire-1", "category": "world"},
+        {},  # hybrid
+        {"source": source, "limit": 5},
+        {"diversity": 0.5, "max_per_source": 1, "recency": 3},
     ):
         by_external_id = await client.get("/v1/articles/demo-wildfire-2/related", params=params)
         assert by_external_id.status_code == 200, by_external_id.text
@@ -298,7 +301,7 @@ async def test_plain_by_id_answers_as_the_general_path_does(
         assert by_id.json() == by_external_id.json(), params
 
 
-async def test_the_one_statement_path_answers_plain_requests_for_stored_articles_only(
+async def test_the_one_statement_path_answers_for_stored_articles_only(
     client: AsyncClient, app: Any, examples: list[dict[str, Any]]
 ) -> None:
     from app.related.repository import RelatedRepository
@@ -318,7 +321,10 @@ async def test_the_one_statement_path_answers_plain_requests_for_stored_articles
         assert len(items) == 10 and stored["id"] not in {str(i.id) for i in items}
         assert await service.for_article_id(uuid.uuid4(), plain) is None  # no such article
         hybrid = RelatedQuery.model_validate({})
-        assert await service.for_article_id(uuid.UUID(stored["id"]), hybrid) is None
+        answer = await service.for_article_id(uuid.UUID(stored["id"]), hybrid)
+        assert answer is not None and answer[0].external_id == "demo-wildfire-2"
+        assert 0 < len(answer[1]) <= 10 and stored["id"] not in {str(i.id) for i in answer[1]}
+        assert await service.for_article_id(uuid.uuid4(), hybrid) is None
 
 
 async def test_by_id_pending_is_409_and_unknown_is_404_even_with_invalid_filters(

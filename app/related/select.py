@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from app.related.terms import Terms, jaccard
+from app.related.terms import TermBatch, Terms, jaccard
 
 # Two articles are the same text (a wire copy, syndication, a story republished under a new
 # headline) when their embeddings are this close AND they share this much of their vocabulary
@@ -48,7 +48,7 @@ def select(
     now: datetime,
     prefs: Preferences,
     query_terms: Terms | None = None,
-    terms: Sequence[Terms] | None = None,
+    terms: Sequence[Terms] | TermBatch | None = None,
 ) -> list[int]:
     """Indices of the chosen candidates, in the order to show them.
 
@@ -78,36 +78,37 @@ def select(
     keep = np.ones(len(gain), dtype=bool)
     if prefs.dedupe:
         cosines = vectors @ query_vector
-        keep &= ~np.array(
-            [
-                is_duplicate(float(c), query_terms, terms[i] if terms else None)
-                for i, c in enumerate(cosines)
-            ],
-            dtype=bool,
-        )
+        for i in map(int, np.flatnonzero(cosines >= NEAR_DUPLICATE)):  # the only possible copies
+            keep[i] = not is_duplicate(float(cosines[i]), query_terms, terms[i] if terms else None)
 
     chosen: list[int] = []
     per_source: Counter[str | None] = Counter()
     weight = 1.0 - prefs.diversity
+    # Without diversity each pick is the best remaining gain: one sort instead of a search per
+    # pick (ties to the earlier candidate, as argmax takes them).
+    by_gain = None if prefs.diversity > 0 else iter(np.argsort(-gain, kind="stable").tolist())
     while len(chosen) < prefs.limit and keep.any():
-        if chosen and prefs.diversity > 0:
-            redundancy = (vectors @ vectors[chosen].T).max(axis=1)
-            value = weight * gain - (1 - weight) * redundancy
+        if by_gain is not None:
+            best = next(i for i in by_gain if keep[i])
         else:
             value = gain
-        best = int(np.argmax(np.where(keep, value, -np.inf)))
+            if chosen:
+                redundancy = (vectors @ vectors[chosen].T).max(axis=1)
+                value = weight * gain - (1 - weight) * redundancy
+            best = int(np.argmax(np.where(keep, value, -np.inf)))
         keep[best] = False
         source = sources[best]
         cap = prefs.max_per_source
         if cap is not None and source is not None and per_source[source] >= cap:
             continue
         if prefs.dedupe and chosen:
+            cosines = vectors[chosen] @ vectors[best]
             twins = [
-                i
-                for i in chosen
+                chosen[k]
+                for k in map(int, np.flatnonzero(cosines >= NEAR_DUPLICATE))
                 if is_duplicate(
-                    float(vectors[i] @ vectors[best]),
-                    terms[i] if terms else None,
+                    float(cosines[k]),
+                    terms[chosen[k]] if terms else None,
                     terms[best] if terms else None,
                 )
             ]
