@@ -175,8 +175,13 @@ def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) 
 
 
 def related_articles(
-    rows: Sequence[asyncpg.Record], min_score: float | None
+    rows: Sequence[asyncpg.Record],
+    min_similarity: float | None,
+    scores: Sequence[float] | None = None,
 ) -> list[RelatedArticle]:
+    """The items, each with its ``score`` (what the list is ordered by: ``scores``, or the
+    similarity for a plain search) and ``similarity``; ``min_similarity`` (the request's
+    ``min_score``) cuts the tail by similarity."""
     # Built from the database's own typed columns: nothing to validate.
     results = [
         RelatedArticle.model_construct(
@@ -187,12 +192,13 @@ def related_articles(
             source=row["source"],
             published_at=row["published_at"],
             summary=row["summary"],
-            score=row["score"],
+            score=row["score"] if scores is None else round(scores[i], 6),
+            similarity=row["score"],
         )
-        for row in rows
+        for i, row in enumerate(rows)
     ]
-    if min_score is not None:
-        results = [r for r in results if r.score >= min_score]
+    if min_similarity is not None:
+        results = [r for r in results if r.similarity >= min_similarity]
     return results
 
 
@@ -239,7 +245,9 @@ class RelatedService:
             return key, related_articles(found.rows[: query.limit], query.min_score)
         text = AskedText.of_row(asked)
         [vector] = candidate_vectors([asked])
-        return key, self._ranked(found.rows, query, vector, text, asked["category"])
+        # Recency counts from the story's own date: its coverage clusters around it.
+        when = asked["published_at"]
+        return key, self._ranked(found.rows, query, vector, text, asked["category"], when)
 
     async def candidates(self, article_id: uuid.UUID, query: RelatedFilters) -> Found | None:
         """The search statements of a request for a stored article (bench/related.py sends
@@ -266,7 +274,9 @@ class RelatedService:
             return related_articles(found.rows[:limit], draft.min_score)
         terms, headline = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
         asked = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
-        return self._ranked(found.rows, draft, vector, asked, draft.own_category)
+        # A draft is about to be published: recency counts from now.
+        now = datetime.now(UTC)
+        return self._ranked(found.rows, draft, vector, asked, draft.own_category, now)
 
     async def nearest(
         self,
@@ -322,9 +332,12 @@ class RelatedService:
         vector: Any,
         asked: AskedText,
         category: str | None,
+        reference: datetime,
     ) -> list[RelatedArticle]:
-        """The candidates reranked (hybrid) and chosen (dedupe, diversity, recency, sources)."""
+        """The candidates reranked (hybrid) and chosen (dedupe, diversity, recency from
+        ``reference``, sources), with the scores they were chosen by."""
         limit = query.limit
+        scores: list[float] = []
         if rows:
             query_vector = np.asarray(vector, dtype=np.float32)
             vectors = candidate_vectors(rows)
@@ -347,12 +360,13 @@ class RelatedService:
                 vectors,
                 [row["published_at"] for row in rows],
                 [row["source"] for row in rows],
-                datetime.now(UTC),
+                reference,
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
                 query_terms=asked.terms,
                 terms=row_terms,
             )
-            rows = [rows[i] for i in chosen]
-        return related_articles(rows[:limit], query.min_score)
+            rows = [rows[i] for i, _ in chosen]
+            scores = [score for _, score in chosen]
+        return related_articles(rows[:limit], query.min_score, scores[:limit])
