@@ -163,3 +163,18 @@ async def test_keys_create_publishable(app: Any, database_url: str) -> None:
         refused = related_cli("keys", "create", "--name", "x", *args, database_url=database_url)
         assert refused.returncode == 2, args
         assert complaint in " ".join(refused.stderr.split()), refused.stderr
+
+
+async def test_keys_list_escapes_control_characters_in_names(database_url: str) -> None:
+    hostile = "ops\x1b[2J\x1b[31m\tadmin\r\nfake-line"
+    created = related_cli(
+        "keys", "create", "--name", hostile, "--scope", "read", database_url=database_url
+    )
+    assert created.returncode == 0, created.stderr
+    key_id = created.stdout.strip().split("_")[1]
+    listed = related_cli("keys", "list", database_url=database_url)
+    assert listed.returncode == 0, listed.stderr
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith(key_id)]
+    assert "ops\\x1b[2J\\x1b[31m\\tadmin\\r\\nfake-line" in line
+    assert "\x1b" not in listed.stdout and "\r" not in listed.stdout
+    assert len(line.split("\t")) == 6  # the columns stay the columns

@@ -79,6 +79,14 @@ def create(
     typer.echo(token)
 
 
+def printable(text: str) -> str:
+    """Control characters as escapes (\\t, \\x1b, ...): a name cannot move the terminal's
+    cursor, recolour it or break the tab-separated columns."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 @keys_cli.command("list")
 def list_keys() -> None:
     """Every key: id, name, scopes, created, revoked, origins (never the token)."""
@@ -88,8 +96,8 @@ def list_keys() -> None:
         # A secret key works from anywhere; a publishable one from its origins only.
         origins = ",".join(key.origins) if key.kind == KeyKind.PUBLISHABLE else "-"
         typer.echo(
-            f"{key.id}\t{key.name}\t{','.join(key.scopes)}\t"
-            f"{key.created_at.isoformat(timespec='seconds')}\t{revoked}\t{origins}"
+            f"{key.id}\t{printable(key.name)}\t{','.join(key.scopes)}\t"
+            f"{key.created_at.isoformat(timespec='seconds')}\t{revoked}\t{printable(origins)}"
         )
 
 
