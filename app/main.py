@@ -116,7 +116,16 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         # Served by install_api_docs, from the service rather than a CDN.
         docs_url=None,
         redoc_url=None,
-        responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
+        # What any request can meet, whatever its route.
+        responses={
+            413: {"model": ErrorResponse, "description": "Body over RELATED_MAX_REQUEST_BYTES"},
+            431: {"model": ErrorResponse, "description": "Headers over RELATED_MAX_HEADER_BYTES"},
+            500: {"model": ErrorResponse, "description": "Unexpected error"},
+            503: {
+                "model": ErrorResponse,
+                "description": "overloaded (see Retry-After) or database_unavailable",
+            },
+        },
     )
     metrics = Metrics()
     app.state.settings = settings
