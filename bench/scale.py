@@ -5,10 +5,10 @@
         [--database-url postgresql://...]
 
 Its own database (never the service's): without --database-url, a fresh embedded PostgreSQL
-(pgserver) in a temporary directory, deleted at the end. The table holds what the related query
-reads at this scale: a 384-d vector (cosine HNSW, the same opclass and, by default, the same m and
-ef_construction as the articles index) and a ``source`` whose most common value holds 2% of the
-rows, with a b-tree index, like ix_articles_source_published_at.
+(app/db/embedded.py) in a temporary directory, deleted at the end. The table holds what the
+related query reads at this scale: a 384-d vector (cosine HNSW, the same opclass and, by
+default, the same m and ef_construction as the articles index) and a ``source`` whose most
+common value holds 2% of the rows, with a b-tree index, like ix_articles_source_published_at.
 
 Vectors are synthetic and clustered: unit-norm cluster centres, each vector a centre plus
 Gaussian noise (cosine about 0.8 to its centre, about 0.64 between two members of a cluster, the
@@ -303,16 +303,16 @@ def main() -> None:
     if args.database_url:
         asyncio.run(run(args, args.database_url))
         return
-    import pgserver
+    from app.db.embedded import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="related-scale-") as tmp:
-        server = pgserver.get_server(Path(tmp), cleanup_mode="delete")
+        server = EmbeddedPostgres(Path(tmp)).join()
         try:
-            server.psql("CREATE DATABASE scale;")
+            server.create_database("scale")
             print(f"embedded PostgreSQL in {tmp} (pid {os.getpid()})", file=sys.stderr)
-            asyncio.run(run(args, server.get_uri("scale")))
+            asyncio.run(run(args, server.url("scale")))
         finally:
-            server.cleanup()
+            server.leave()
 
 
 if __name__ == "__main__":

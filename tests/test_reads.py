@@ -6,7 +6,9 @@ import asyncpg
 import numpy as np
 import pytest
 
+from app.db.reads import read_ef_search
 from app.related.repository import Filters, Where
+from app.related.service import CANDIDATES
 
 
 async def test_vectors_round_trip_in_binary_form(app: Any) -> None:
@@ -23,7 +25,10 @@ async def test_read_connections_are_read_only_and_start_with_ef_search(app: Any)
         ef_search = await connection.fetchval("SHOW hnsw.ef_search")
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
             await connection.execute("DELETE FROM articles")
-    assert int(ef_search) == app.state.settings.hnsw_ef_search
+    assert int(ef_search) == read_ef_search(app.state.settings)
+    # The default request's walk needs no SET: its list holds the hybrid ranking's candidates
+    # and the article asked about.
+    assert read_ef_search(app.state.settings) >= CANDIDATES + 1
 
 
 def test_filters_become_numbered_parameters_never_sql_text() -> None:

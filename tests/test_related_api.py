@@ -71,6 +71,9 @@ async def test_vector_ranking_is_by_score_and_never_the_article_itself(
     body = response.json()
     scores = [r["score"] for r in body["items"]]
     assert scores == sorted(scores, reverse=True)
+    # The vector ranking orders by the embedding cosine: the similarities descend too.
+    similarities = [r["similarity"] for r in body["items"]]
+    assert similarities == sorted(similarities, reverse=True)
     assert len(body["items"]) == len(examples) - 1
     assert "demo-wildfire-2" not in {r["external_id"] for r in body["items"]}
     assert body["article"]["external_id"] == "demo-wildfire-2"
@@ -84,6 +87,7 @@ async def test_vector_ranking_is_by_score_and_never_the_article_itself(
         "published_at",
         "summary",
         "score",
+        "similarity",
     }
 
 
@@ -161,7 +165,7 @@ async def test_exclude_ids_by_id_and_by_external_id(
 
 async def test_min_score(client: AsyncClient, examples: list[dict[str, Any]]) -> None:
     everything = await related(client, "demo-breach-2", limit=100, ranking="vector")
-    threshold = everything[3]["score"]
+    threshold = everything[3]["similarity"]
     results = await related(
         client, "demo-breach-2", min_score=threshold, limit=100, ranking="vector"
     )
@@ -169,7 +173,7 @@ async def test_min_score(client: AsyncClient, examples: list[dict[str, Any]]) ->
 
     hybrid = await related(client, "demo-breach-2", min_score=threshold, limit=100)
     assert {r["id"] for r in hybrid} == {r["id"] for r in results}
-    assert all(r["score"] >= threshold for r in hybrid)
+    assert all(r["similarity"] >= threshold for r in hybrid)
 
 
 async def test_hybrid_and_vector_rankings_return_the_same_articles_in_their_own_order(
@@ -279,17 +283,20 @@ async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
 PLAIN = {"ranking": "vector", "dedupe": "false"}
 
 
-async def test_plain_by_id_answers_as_the_general_path_does(
+async def test_by_id_answers_as_by_external_id(
     client: AsyncClient, examples: list[dict[str, Any]]
 ) -> None:
-    # By our id a plain request is one statement (RelatedService.for_article_id); by
-    # external_id it takes the general path. The answers must not differ, filters included.
+    # By our id a request is one statement (RelatedService.for_article_id); by external_id the
+    # article is looked up first. The answers must not differ, rankings and filters included.
     source = examples[0]["source"]
     for params in (
         PLAIN,
         {**PLAIN, "limit": 3, "min_score": 0.2},
         {**PLAIN, "source": source, "limit": 100},  # few rows: the exact scan
         {**PLAIN, "exclude_ids": "demo-wildfire-1", "category": "world"},
+        {},  # hybrid
+        {"source": source, "limit": 5},
+        {"diversity": 0.5, "max_per_source": 1, "recency": 3},
     ):
         by_external_id = await client.get("/v1/articles/demo-wildfire-2/related", params=params)
         assert by_external_id.status_code == 200, by_external_id.text
@@ -298,7 +305,7 @@ async def test_plain_by_id_answers_as_the_general_path_does(
         assert by_id.json() == by_external_id.json(), params
 
 
-async def test_the_one_statement_path_answers_plain_requests_for_stored_articles_only(
+async def test_the_one_statement_path_answers_for_stored_articles_only(
     client: AsyncClient, app: Any, examples: list[dict[str, Any]]
 ) -> None:
     from app.related.repository import RelatedRepository
@@ -318,7 +325,10 @@ async def test_the_one_statement_path_answers_plain_requests_for_stored_articles
         assert len(items) == 10 and stored["id"] not in {str(i.id) for i in items}
         assert await service.for_article_id(uuid.uuid4(), plain) is None  # no such article
         hybrid = RelatedQuery.model_validate({})
-        assert await service.for_article_id(uuid.UUID(stored["id"]), hybrid) is None
+        answer = await service.for_article_id(uuid.UUID(stored["id"]), hybrid)
+        assert answer is not None and answer[0].external_id == "demo-wildfire-2"
+        assert 0 < len(answer[1]) <= 10 and stored["id"] not in {str(i.id) for i in answer[1]}
+        assert await service.for_article_id(uuid.uuid4(), hybrid) is None
 
 
 async def test_by_id_pending_is_409_and_unknown_is_404_even_with_invalid_filters(
@@ -342,3 +352,30 @@ async def test_by_id_pending_is_409_and_unknown_is_404_even_with_invalid_filters
     unknown = f"/v1/articles/{uuid.uuid4()}/related"
     assert (await client.get(unknown, params=PLAIN)).status_code == 404
     assert (await client.get(unknown, params={**PLAIN, "limit": "ten"})).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"recency": 1}, {"diversity": 0.5}, {"max_per_source": 1}, {"ranking": "vector"}],
+    ids=["hybrid", "recency", "diversity", "max_per_source", "vector"],
+)
+async def test_items_come_in_descending_score_whatever_the_ranking(
+    client: AsyncClient, examples: list[dict[str, Any]], options: dict[str, Any]
+) -> None:
+    for ref in ("demo-wildfire-1", "demo-marathon-3", "demo-ratecut-2"):
+        items = await related(client, ref, limit=20, **options)
+        scores = [r["score"] for r in items]
+        assert scores == sorted(scores, reverse=True), (ref, options, scores)
+        assert all(-1 <= r["similarity"] <= 1 for r in items)
+
+
+@pytest.mark.parametrize("half_life_days", [7, 1, 0.01])
+async def test_recency_never_lifts_an_unrelated_article_over_the_storys_coverage(
+    client: AsyncClient, examples: list[dict[str, Any]], half_life_days: float
+) -> None:
+    by_id = {a["external_id"]: a for a in examples}
+    for story in ("wildfire", "marathon", "ratecut"):
+        ref = f"demo-{story}-1"
+        coverage = {k for k in by_id if k.startswith(f"demo-{story}-") and k != ref}
+        items = await related(client, ref, limit=10, recency=half_life_days)
+        assert {r["external_id"] for r in items[: len(coverage)]} == coverage, (story, items)

@@ -86,8 +86,11 @@ async def test_diversity_trades_redundant_results_for_other_stories(client: Asyn
 
 
 async def test_recency_favours_fresh_articles(client: AsyncClient) -> None:
+    # Among other stories, as related search always is: relevance is judged against them.
+    others = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
     await post(
         client,
+        *others,
         article("q", "Pine Hollow fire contained", STORY[:200], published_at=ago(0)),
         article(
             "old",
@@ -103,6 +106,7 @@ async def test_recency_favours_fresh_articles(client: AsyncClient) -> None:
         ),
     )
     assert await ids(client, "q", limit=2) == ["old", "fresh"]
+    # Counted from q's own date: "fresh" is a day from it, "old" two months.
     assert await ids(client, "q", limit=2, recency=7) == ["fresh", "old"]
 
 

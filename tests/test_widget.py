@@ -183,7 +183,9 @@ async def test_box_on_another_origin_with_a_publishable_key(
             f"{BOX.format(id=failing)}.shadowRoot.querySelector('[role=status]').textContent"
         )
         assert height(browser, failing) == height(browser, "story")
-    assert browser.evaluate("window.__shift") == 0
+    # None in most runs; under load Chromium has measured a sub-pixel shift (0.003) now and then.
+    # 0.1 is where Core Web Vitals' "good" ends: 0.01 still catches a box that was not reserved.
+    assert browser.evaluate("window.__shift") < 0.01
 
     # The height is reserved from the moment the box exists, before its answer.
     loading, reserved = browser.evaluate(

@@ -5,6 +5,8 @@ air-gapped newsroom, a laptop on a train) they were blank. The files come from t
 ``fastapi-offline`` package, which ships them; its version pins theirs.
 """
 
+import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 import fastapi_offline
@@ -14,7 +16,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs/assets"
@@ -60,6 +62,29 @@ async def redoc(request: Request) -> HTMLResponse:
         redoc_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
         with_google_fonts=False,
     )
+
+
+# ReDoc's footer ("API docs by Redocly") loads its logo from Redocly's CDN: on a machine without
+# internet that is a failed request on every page view. The bundle is served with the favicon in
+# its place, read and patched once.
+REDOC_BUNDLE = "redoc.standalone.js"
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@lru_cache(maxsize=1)
+def _redoc_bundle() -> tuple[bytes, str]:
+    bundle = (ASSETS / REDOC_BUNDLE).read_text(encoding="utf-8")
+    patched = bundle.replace(REDOC_CDN_LOGO, f"{ASSETS_URL}/favicon.png").encode()
+    return patched, f'"{hashlib.sha256(patched).hexdigest()[:32]}"'
+
+
+@router.get(f"{ASSETS_URL}/{REDOC_BUNDLE}")
+async def redoc_bundle(request: Request) -> Response:
+    body, etag = _redoc_bundle()
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:  # as StaticFiles answers the others
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="text/javascript", headers=headers)
 
 
 def install_api_docs(app: FastAPI) -> None:

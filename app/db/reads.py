@@ -7,12 +7,12 @@ So related search sends its few hand-written statements (app/related/repository.
 connections; everything else keeps the SQLAlchemy engine.
 
 The connections are read-only (`default_transaction_read_only`), on the replica when one is
-configured, and start with the configured `hnsw.ef_search`, so a plain query needs no SET and
-no transaction: one round trip for the article, one for its neighbours.
+configured, and start with the walk's `hnsw.ef_search` (read_ef_search), so a search needs no SET
+and no transaction: one round trip.
 """
 
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -35,6 +35,17 @@ def decode_vector(data: bytes) -> Any:
     return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
 
 
+def decode_vectors(data: Sequence[bytes]) -> Any:
+    """Vectors of one dimension in pgvector's binary form (`vector_send(...)`, bytes), as the
+    rows of one float32 matrix: one decoding for all of them."""
+    if not data:
+        return np.zeros((0, 0), dtype=np.float32)
+    joined = b"".join(data)
+    # Each is a 4-byte header, the width of one float, then its floats.
+    floats = np.frombuffer(joined, dtype=">f4").reshape(len(data), -1)
+    return floats[:, 1:].astype(np.float32)
+
+
 async def _register_vector(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "vector", encoder=encode_vector, decoder=decode_vector, format="binary"
@@ -51,10 +62,23 @@ def driver_dsn(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
 
 
+# A walk's candidate list on the read connections holds at least this many rows: the hybrid
+# ranking's 50 candidates and the article asked about (app.related.service.CANDIDATES). The
+# default request's walk then needs no SET LOCAL (a transaction: three more round trips), nor
+# pgvector's iterative scan to walk on past ef_search, which costs PostgreSQL more than a list
+# long enough from the start; a plain walk costs about the same at 51 as at 40.
+MIN_EF_SEARCH = 51
+
+
+def read_ef_search(settings: Settings) -> int:
+    """hnsw.ef_search of the read connections: RELATED_HNSW_EF_SEARCH, at least MIN_EF_SEARCH."""
+    return max(settings.hnsw_ef_search, MIN_EF_SEARCH)
+
+
 async def create_read_pool(sqlalchemy_url: str, settings: Settings) -> asyncpg.Pool:
     options = {
         "default_transaction_read_only": "on",
-        "hnsw.ef_search": str(settings.hnsw_ef_search),
+        "hnsw.ef_search": str(read_ef_search(settings)),
         # A filtered index scan keeps walking the graph until LIMIT rows pass the filters, in
         # exact distance order (pgvector 0.8; see app.related.service).
         "hnsw.iterative_scan": "strict_order",

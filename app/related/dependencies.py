@@ -7,7 +7,7 @@ from pydantic import TypeAdapter
 from app.articles.dependencies import ArticleRef
 from app.core.errors import not_found
 from app.core.query import QueryModel
-from app.db.reads import ReadConnectionDep
+from app.db.reads import ReadConnectionDep, read_ef_search
 from app.related.repository import RelatedRepository, SourceArticle
 from app.related.schemas import RelatedQuery
 from app.related.service import RelatedService
@@ -23,7 +23,7 @@ def related_service(request: Request, connection: asyncpg.Connection) -> Related
     return RelatedService(
         RelatedRepository(connection),
         state.encoder,
-        state.settings.hnsw_ef_search,
+        read_ef_search(state.settings),
         statistics.idf,
         state.row_estimates,
     )

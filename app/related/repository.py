@@ -14,14 +14,20 @@ from typing import Any
 import asyncpg
 
 from app.articles.repository import parse_uuid
-from app.related.terms import Terms
+from app.db.reads import decode_vectors
+from app.related.terms import TermBatch, Terms
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
-# What the hybrid ranking reads of each candidate.
-FEATURE_COLUMNS = "embedding AS vector, term_hashes, term_counts, category"
+# What the hybrid ranking reads of each candidate, and of the article asked about (its own row
+# among them: the probe). The vector as bytes (pgvector's binary form): the ranking decodes all
+# of them at once (app.db.reads.decode_vectors).
+FEATURE_COLUMNS = (
+    "vector_send(embedding) AS vector, term_hashes, term_counts, category, title_hashes, "
+    "coalesce(body_words, 0) AS body_words"
+)
 SOURCE_COLUMNS = (
-    "id, external_id, category, embedding_status, embedding_error, embedding_model, embedding, "
-    "term_hashes, term_counts, coalesce(body_words, 0) AS body_words, title_hashes"
+    "id, external_id, embedding_status, embedding_error, embedding_model, "
+    "embedding IS NOT NULL AS embedded"
 )
 
 
@@ -35,18 +41,15 @@ class StoredVector:
 
 @dataclass(frozen=True)
 class SourceArticle:
-    """The stored article whose related articles are asked for: what the search needs of it."""
+    """The stored article whose related articles are asked for, by id or external_id: whether
+    it can be searched from (the search reads its vector and words itself)."""
 
     id: uuid.UUID
     external_id: str
-    category: str | None
     embedding_status: str
     embedding_error: str | None
     embedding_model: str | None
-    embedding: Any | None  # float32 numpy array
-    terms: Terms
-    title_terms: Terms  # the headline's words
-    body_words: int
+    embedded: bool  # it has a vector (of embedding_model)
 
 
 class Where:
@@ -133,10 +136,7 @@ class RelatedRepository:
             )
         if row is None:
             return None
-        fields = dict(row)
-        terms = Terms.from_bytes(fields.pop("term_hashes"), fields.pop("term_counts"))
-        title_terms = Terms.headline(fields.pop("title_hashes"))
-        return SourceArticle(**fields, terms=terms, title_terms=title_terms)
+        return SourceArticle(**dict(row))
 
     async def draft_terms(self, title: str, summary: str | None, body: str) -> tuple[Terms, Terms]:
         """The draft's terms and its headline's, as the trigger of migration 0007 computes a
@@ -175,10 +175,11 @@ class RelatedRepository:
         probe: uuid.UUID | None = None,
     ) -> list[asyncpg.Record]:
         """Nearest first, by cosine, to ``vector``: an array, or a StoredVector.
-        ``with_features`` adds each row's vector (numpy), terms (see candidate_terms) and
-        category. ``ef_search`` overrides the connection's for the index walk; ``exact`` ranks
-        every row the filters keep instead of walking the index.
-        ``probe``: an article let through the filters, one row more (see RelatedService)."""
+        ``with_features`` adds each row's FEATURE_COLUMNS. ``ef_search`` overrides the
+        connection's for the index walk; ``exact`` ranks every row the filters keep instead of
+        walking the index.
+        ``probe``: the article asked about, let through the filters: one row more (see
+        app.related.service)."""
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
         rows: list[asyncpg.Record]
         if exact or ef_search is None:
@@ -220,7 +221,6 @@ def nearest_sql(
     where.add(f"embedding_model = {model_param}")
     filters.apply(where)
     if probe is not None:
-        where.or_id(probe)
         limit += 1
     features = f", {FEATURE_COLUMNS}" if with_features else ""
     distance = f"embedding <=> {query}"
@@ -231,7 +231,13 @@ def nearest_sql(
         # filter index when the filters are selective. Without SET LOCAL enable_indexscan there
         # is no transaction to open: one round trip instead of four. (Only `articles` has the
         # selected columns but `id`, which USING merges.)
-        kept = f"SELECT id, {distance} AS distance FROM articles WHERE {where.sql} OFFSET 0"
+        kept = f"(SELECT id, {distance} AS distance FROM articles WHERE {where.sql} OFFSET 0)"
+        if probe is not None:
+            # The probe as a row of its own: in the WHERE clause (OR id = ...) it would keep
+            # the planner from reading the filtered rows from their index alone.
+            kept += (
+                f" UNION ALL SELECT id, {distance} FROM articles WHERE id = {where.param(probe)}"
+            )
         ranked = (
             f"SELECT id, distance FROM ({kept}) AS k ORDER BY distance LIMIT {where.param(limit)}"
         )
@@ -240,6 +246,8 @@ def nearest_sql(
             f"FROM ({ranked}) AS n JOIN articles USING (id) ORDER BY distance"
         )
     else:
+        if probe is not None:
+            where.or_id(probe)  # the walk applies its filters to each row it finds
         # The index scan yields rows in order: the SELECT list is computed for those only.
         # Without restrictive filters the HNSW scan is the only sensible plan, and a literal
         # LIMIT lets PostgreSQL keep one generic plan for the statement asyncpg prepared rather
@@ -255,6 +263,13 @@ def nearest_sql(
     return sql, where.args
 
 
-def candidate_terms(row: asyncpg.Record) -> Terms:
-    """A candidate's terms, as fetched with FEATURE_COLUMNS."""
-    return Terms.from_bytes(row["term_hashes"], row["term_counts"])
+def candidate_terms(rows: Sequence[asyncpg.Record]) -> TermBatch:
+    """The rows' terms, as fetched with FEATURE_COLUMNS."""
+    return TermBatch.from_bytes(
+        [row["term_hashes"] for row in rows], [row["term_counts"] for row in rows]
+    )
+
+
+def candidate_vectors(rows: Sequence[asyncpg.Record]) -> Any:
+    """The rows' vectors as a float32 matrix, as fetched with FEATURE_COLUMNS."""
+    return decode_vectors([row["vector"] for row in rows])

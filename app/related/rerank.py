@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.related.statistics import CorpusIdf
-from app.related.terms import Terms
+from app.related.terms import TermBatch, Terms
 
 Floats = NDArray[np.float32]
 
@@ -69,36 +69,36 @@ class TfIdf:
     def of(
         cls,
         query: Terms,
-        candidates: Sequence[Terms],
+        candidates: Sequence[Terms] | TermBatch,
         corpus_idf: CorpusIdf | None = None,
         boosted: NDArray[np.int64] | None = None,
         boost: float = 1.0,
     ) -> "TfIdf":
         """``boosted``: hashes of the query's words that weigh ``boost`` times as much."""
-        documents = (query, *candidates)
-        lengths = np.array([len(d) for d in documents])
+        batch = TermBatch.of(candidates)
+        # The query is document 0, the candidates 1 to n.
+        n_documents = len(batch) + 1
+        lengths = np.concatenate([[len(query)], batch.lengths])
         distinct, column_of = np.unique(
-            np.concatenate([d.hashes for d in documents]), return_inverse=True
+            np.concatenate([query.hashes, batch.hashes]), return_inverse=True
         )
-        counts = np.concatenate([d.counts for d in documents]).astype(np.float64)
-        row_of = np.repeat(np.arange(len(documents)), lengths)
+        counts = np.concatenate([query.counts, batch.counts]).astype(np.float64)
+        row_of = np.repeat(np.arange(n_documents), lengths)
         n_terms = max(len(distinct), 1)
         if corpus_idf is None:
             df = np.bincount(column_of, minlength=n_terms)
-            idf = np.log((1 + len(documents)) / (1 + df)) + 1
+            idf = np.log((1 + n_documents) / (1 + df)) + 1
         else:
             idf = corpus_idf(distinct)
         weights = (1 + np.log(counts)) * idf[column_of]
         first = lengths[0]
         if boosted is not None and boost != 1.0:
             weights[:first] *= np.where(np.isin(query.hashes, boosted), boost, 1.0)
-        norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=len(documents)))
+        norms = np.sqrt(np.bincount(row_of, weights=weights**2, minlength=n_documents))
         weights /= np.where(norms > 0, norms, 1)[row_of]
         query_row = np.zeros(n_terms)
         query_row[column_of[:first]] = weights[:first]
-        return cls(
-            query_row, row_of[first:] - 1, column_of[first:], weights[first:], len(candidates)
-        )
+        return cls(query_row, row_of[first:] - 1, column_of[first:], weights[first:], len(batch))
 
     def scores(self, query: NDArray[np.float64]) -> Floats:
         """Each candidate's dot product with ``query`` (a dense row over the words)."""
@@ -121,7 +121,7 @@ def rerank(
     query_terms: Terms,
     long_text: bool,
     vectors: Floats,
-    terms: Sequence[Terms],
+    terms: Sequence[Terms] | TermBatch,
     same_category: Floats | None = None,
     params: RerankParams = DEFAULT_PARAMS,
     corpus_idf: CorpusIdf | None = None,

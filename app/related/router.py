@@ -39,13 +39,13 @@ async def related_to_article(request: Request) -> Response:
     article_id = parse_uuid(ref)
     async with read_connection(request) as connection:
         service = related_service(request, connection)
-        # The page view's common case, plain by our id, in one statement when it can.
+        # By our id: one statement finds the article and its related articles.
         answer = None
         if query is not None and article_id is not None:
             answer = await service.for_article_id(article_id, query)
         if answer is not None:
             key, items = answer
-        else:
+        else:  # by external_id, or no such article (404), or not embedded yet (409)
             article = await source_article(service, ref)
             if query is None:
                 assert invalid is not None

@@ -39,7 +39,11 @@ class RelatedFilters(TimeWindow):
         description="Articles to leave out, by our id or by external_id.",
     )
     min_score: float | None = Field(
-        default=None, ge=-1, le=1, description="Only results with at least this cosine similarity."
+        default=None,
+        ge=-1,
+        le=1,
+        description="Only results whose `similarity` (embedding cosine) is at least this: an "
+        "absolute threshold, the same for every article and ranking.",
     )
     dedupe: bool = Field(
         default=True,
@@ -112,8 +116,16 @@ class RelatedArticle(BaseModel):
     published_at: datetime
     summary: str | None
     score: float = Field(
-        description="Cosine similarity of the embeddings, -1 to 1 (results are in ranking "
-        "order, which with `ranking=hybrid` also weighs shared words and the other results)."
+        description="What the list is ordered by, descending. A plain search (`ranking=vector`, "
+        "no dedupe, diversity, recency or max_per_source) is ordered by `similarity`; "
+        "otherwise it is the ranking's value for the item: its relevance among the candidates "
+        "(embedding and, with `ranking=hybrid`, shared words) as a gain from 0 to 1, lowered "
+        "by at most 0.15 for distance in time with `recency` and, with `diversity`, by its "
+        "resemblance to the items above it."
+    )
+    similarity: float = Field(
+        description="Cosine similarity of the two articles' embeddings, -1 to 1; what "
+        "`min_score` applies to."
     )
 
 

@@ -1,6 +1,19 @@
 """From ranked candidates to the list a reader sees: no copies of the article itself, one of
 each group of duplicates (the earliest published), then the newsroom's optional preferences:
 freshness (`recency`), variety (`diversity`, maximal marginal relevance) and `max_per_source`.
+
+Each chosen item comes with the value it was chosen by, its `score`, so the list is in
+descending score: the relevance as a gain in (0, 1), minus the recency penalty, and with
+diversity minus its resemblance to the items above it (greedy MMR picks never increase).
+
+Recency, for news: the distance in time from the story asked about (a stored article's own
+``published_at``; now for a draft), with the half-life ``recency`` days, costs at most
+RECENCY_WEIGHT of the gain:
+
+    score = gain - RECENCY_WEIGHT * (1 - 0.5 ** (|published_at - reference| / recency))
+
+so however short the half-life, an article reorders among those of about its relevance and
+never rises above the story's own coverage (a gain that much higher) for being newer.
 """
 
 from collections import Counter
@@ -11,7 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from app.related.terms import Terms, jaccard
+from app.related.terms import TermBatch, Terms, jaccard
 
 # Two articles are the same text (a wire copy, syndication, a story republished under a new
 # headline) when their embeddings are this close AND they share this much of their vocabulary
@@ -21,6 +34,10 @@ from app.related.terms import Terms, jaccard
 # neighbour at 0.95, mostly such reports. Measured with `related eval` (docs/relevance.md).
 NEAR_DUPLICATE = 0.95
 SAME_WORDS = 0.9
+# The most recency can take from a gain in (0, 1): enough to order a story's coverage by
+# nearness in time (its articles' gains lie within a few hundredths of each other), too little
+# to lift an unrelated article (gains 0.3 and more below) over it.
+RECENCY_WEIGHT = 0.15
 
 
 def is_duplicate(cosine: float, terms: Terms | None, other_terms: Terms | None) -> bool:
@@ -45,14 +62,15 @@ def select(
     vectors: NDArray[np.float32],
     published: Sequence[datetime],
     sources: Sequence[str | None],
-    now: datetime,
+    reference: datetime,
     prefs: Preferences,
     query_terms: Terms | None = None,
-    terms: Sequence[Terms] | None = None,
-) -> list[int]:
-    """Indices of the chosen candidates, in the order to show them.
+    terms: Sequence[Terms] | TermBatch | None = None,
+) -> list[tuple[int, float]]:
+    """(index, score) of the chosen candidates, in the order to show them: descending score.
 
-    ``query_terms`` and the candidates' ``terms`` refine duplicate detection when given.
+    ``reference`` is the moment recency counts from (see the module docstring); ``query_terms``
+    and the candidates' ``terms`` refine duplicate detection when given.
     """
     if len(relevance) == 0:
         return []
@@ -64,56 +82,63 @@ def select(
     if prefs.recency_days is not None:
         # A row stored by other means may hold PostgreSQL's +-infinity, which the driver reads
         # as a datetime without a zone: taken as UTC, it only makes that row very new or old.
-        age_days = (
+        apart_days = (
             np.array(
                 [
-                    (now - (p if p.tzinfo else p.replace(tzinfo=UTC))).total_seconds()
+                    abs((reference - (p if p.tzinfo else p.replace(tzinfo=UTC))).total_seconds())
                     for p in published
                 ]
             )
             / 86400
         )
-        gain = gain * np.power(0.5, np.clip(age_days, 0, None) / prefs.recency_days)
+        fresh = np.power(0.5, apart_days / prefs.recency_days)
+        gain = gain - RECENCY_WEIGHT * (1 - fresh)
 
     keep = np.ones(len(gain), dtype=bool)
     if prefs.dedupe:
         cosines = vectors @ query_vector
-        keep &= ~np.array(
-            [
-                is_duplicate(float(c), query_terms, terms[i] if terms else None)
-                for i, c in enumerate(cosines)
-            ],
-            dtype=bool,
-        )
+        for i in map(int, np.flatnonzero(cosines >= NEAR_DUPLICATE)):  # the only possible copies
+            keep[i] = not is_duplicate(float(cosines[i]), query_terms, terms[i] if terms else None)
 
     chosen: list[int] = []
+    scores: list[float] = []
     per_source: Counter[str | None] = Counter()
     weight = 1.0 - prefs.diversity
+    # Without diversity each pick is the best remaining gain: one sort instead of a search per
+    # pick (ties to the earlier candidate, as argmax takes them).
+    by_gain = None if prefs.diversity > 0 else iter(np.argsort(-gain, kind="stable").tolist())
     while len(chosen) < prefs.limit and keep.any():
-        if chosen and prefs.diversity > 0:
-            redundancy = (vectors @ vectors[chosen].T).max(axis=1)
-            value = weight * gain - (1 - weight) * redundancy
+        if by_gain is not None:
+            best = next(i for i in by_gain if keep[i])
+            score = float(gain[best])
         else:
-            value = gain
-        best = int(np.argmax(np.where(keep, value, -np.inf)))
+            value = gain  # the first pick: the most relevant
+            if chosen:
+                redundancy = (vectors @ vectors[chosen].T).max(axis=1)
+                value = weight * gain - (1 - weight) * redundancy
+            best = int(np.argmax(np.where(keep, value, -np.inf)))
+            score = float(value[best] if chosen else weight * gain[best])
+            if scores:  # a pick below a negative cosine could edge above the one before
+                score = min(score, scores[-1])
         keep[best] = False
         source = sources[best]
         cap = prefs.max_per_source
         if cap is not None and source is not None and per_source[source] >= cap:
             continue
         if prefs.dedupe and chosen:
+            cosines = vectors[chosen] @ vectors[best]
             twins = [
-                i
-                for i in chosen
+                chosen[k]
+                for k in map(int, np.flatnonzero(cosines >= NEAR_DUPLICATE))
                 if is_duplicate(
-                    float(vectors[i] @ vectors[best]),
-                    terms[i] if terms else None,
+                    float(cosines[k]),
+                    terms[chosen[k]] if terms else None,
                     terms[best] if terms else None,
                 )
             ]
             if twins:
-                # One of a group of duplicates is shown, at the group's best place: the first
-                # published, where the story broke.
+                # One of a group of duplicates is shown, at the group's best place (and score):
+                # the first published, where the story broke.
                 slot = chosen.index(twins[0])
                 if published[best] < published[chosen[slot]]:
                     per_source[sources[chosen[slot]]] -= 1
@@ -121,5 +146,6 @@ def select(
                     chosen[slot] = best
                 continue
         chosen.append(best)
+        scores.append(score)
         per_source[source] += 1
-    return chosen
+    return list(zip(chosen, scores, strict=True))

@@ -1,26 +1,30 @@
 """Related articles: nearest neighbours by cosine similarity, correct under filters.
 
-HNSW applies WHERE clauses to the candidates it found, so a filtered query can come back short
-or miss the best matches. The strategy, which holds on pgvector 0.6 and 0.8 alike:
+Every search is one statement (RelatedRepository.nearest), read from the HNSW index (a *walk*)
+or by an exact scan of the rows the filters keep. Three decisions, each named below:
 
-0. Filters that keep few rows (the planner's estimate from its statistics, below
-   EXACT_SCAN_ROWS; app.related.estimates keeps it for a minute) go straight to an exact scan
-   of those rows: the cost of a filtered search grows with the rows it keeps, not with the
-   corpus.
-1. Otherwise ask the index with ``ef_search`` at least ``limit`` (and, on 0.8+, an iterative
-   scan that keeps walking the graph until enough rows pass the filters, in exact distance
-   order).
-   When that returns ``limit`` rows, they are the nearest matching rows: the index's candidate
-   list holds the true global neighbours, and filtering a correct prefix keeps it correct.
-2. When it returns fewer, the filters are selective: fall back to an exact scan of the rows the
-   filters keep, which is cheap for the same reason (few rows match).
+* **exact first** (``_exact_first``): filters the planner expects to keep fewer than
+  EXACT_SCAN_ROWS rows (RowEstimates keeps its estimate for a minute) are ranked by an exact
+  scan of those rows: it reads only them, while a walk would visit many rows the filters drop
+  and can still miss some of the nearest. Otherwise the index is walked, with pgvector's
+  iterative scan in strict order (app.db.reads): the walk goes on until ``limit`` rows pass
+  the filters, in exact distance order.
+* **a walk must find the article asked about** (``Found.lost``): the statement lets the
+  stored article asked about (the *probe*) through its filters. An HNSW walk can end in a
+  far part of the graph, every row it returns unrelated; finding the article itself (at
+  distance 0) shows it reached the right part. A walk that did not is walked again
+  WIDER_WALK times wider, up to MAX_EF_SEARCH, then replaced by the exact scan.
+* **a walk short of ``limit``** (fewer rows passed the filters than the planner expected)
+  is replaced by the exact scan: filters never make the answer short.
 
-``min_score`` is applied to the ranked list afterwards: a threshold on a ranking cuts off its
-tail, so the result equals an exact search with the threshold.
+A stored article's vector is read by the search statement itself (StoredVector) and its own
+row comes back with the candidates, with what the hybrid ranking needs of it: one round trip
+for a page view, whatever its ranking. ``min_score`` is applied to the ranked list
+afterwards: a threshold on a ranking cuts off its tail, so the result equals an exact search
+with the threshold.
 
-With ``ranking=hybrid`` (the default) the search above fetches CANDIDATES rows with their
-vectors and terms (app.related.terms), and app.related.rerank orders them; ``limit`` are
-returned.
+With ``ranking=hybrid`` (the default) the search fetches CANDIDATES rows with their vectors
+and terms (app.related.terms), and app.related.rerank orders them; ``limit`` are returned.
 """
 
 import uuid
@@ -42,6 +46,7 @@ from app.related.repository import (
     SourceArticle,
     StoredVector,
     candidate_terms,
+    candidate_vectors,
 )
 from app.related.rerank import rerank
 from app.related.schemas import ArticleKey, DraftIn, RelatedArticle, RelatedFilters
@@ -55,13 +60,13 @@ from app.related.terms import Terms
 CANDIDATES = 50
 # A body this long is "long text", where shared words weigh more (see rerank.py).
 LONG_TEXT_WORDS = 120
-# Filters the planner expects to keep fewer rows than this go straight to an exact scan of
-# those rows: cheaper than an index walk that would mostly find rows the filters drop
-# (bench/related.py measures both at a 2% filter).
+# Filters the planner expects to keep fewer rows than this are ranked by an exact scan of
+# those rows instead of a walk of the index (bench/related.py measures both).
 EXACT_SCAN_ROWS = 10_000
-# An index walk that did not reach the article asked about walks again with this many times the
-# candidates (at 2x the two lost walks found on the bench corpus were found).
-LOST_WALK_EF_FACTOR = 4
+# A walk that missed the article asked about walks again with this many times its ef_search...
+WIDER_WALK = 4
+# ...up to pgvector's largest hnsw.ef_search; one still lost there gives way to the exact scan.
+MAX_EF_SEARCH = 1000
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,38 @@ class AskedText:
     terms: Terms
     headline: Terms  # its headline's words, which weigh more
     long: bool  # a body of LONG_TEXT_WORDS or more: shared words weigh more
+
+    @classmethod
+    def of_row(cls, row: asyncpg.Record) -> "AskedText":
+        """A stored article's, from its row as fetched with FEATURE_COLUMNS."""
+        return cls(
+            Terms.from_bytes(row["term_hashes"], row["term_counts"]),
+            Terms.headline(row["title_hashes"]),
+            row["body_words"] >= LONG_TEXT_WORDS,
+        )
+
+
+@dataclass(frozen=True)
+class Found:
+    """What one search statement returned: the candidates, nearest first, and the row of the
+    article asked about (the probe) when the statement reached it."""
+
+    rows: list[asyncpg.Record]
+    asked: asyncpg.Record | None = None
+    probed: bool = False  # a stored article was asked about
+
+    @classmethod
+    def of(cls, rows: list[asyncpg.Record], probe: uuid.UUID | None) -> "Found":
+        if probe is None:
+            return cls(rows)
+        asked = next((row for row in rows if row["id"] == probe), None)
+        return cls([row for row in rows if row["id"] != probe], asked, probed=True)
+
+    @property
+    def lost(self) -> bool:
+        """A walk that returned rows but not the article asked about: it ended in another part
+        of the graph, and its rows may all be unrelated."""
+        return self.probed and self.asked is None and bool(self.rows)
 
 
 def is_plain(query: RelatedFilters) -> bool:
@@ -92,7 +129,7 @@ def same_category(
     return np.array([c == category for c in categories], dtype=np.float32)
 
 
-def check_embedded(article: SourceArticle, model: str) -> Any:
+def check_embedded(article: SourceArticle, model: str) -> None:
     """409 unless the article has a ready vector from ``model``: never an empty list instead."""
     if article.embedding_status == "failed":
         raise AppError(
@@ -104,17 +141,20 @@ def check_embedded(article: SourceArticle, model: str) -> Any:
         )
     if (
         article.embedding_status != "ready"
-        or article.embedding is None
+        or not article.embedded
         or article.embedding_model != model
     ):
-        raise AppError(
-            409,
-            "embedding_pending",
-            f"Article {article.external_id!r} has no embedding from model {model} yet; "
-            "it is queued: try again shortly",
-            {"embedding_status": "pending", "embedding_model": article.embedding_model},
-        )
-    return article.embedding
+        raise embedding_pending(article.external_id, article.embedding_model, model)
+
+
+def embedding_pending(external_id: str, embedding_model: str | None, model: str) -> AppError:
+    return AppError(
+        409,
+        "embedding_pending",
+        f"Article {external_id!r} has no embedding from model {model} yet; "
+        "it is queued: try again shortly",
+        {"embedding_status": "pending", "embedding_model": embedding_model},
+    )
 
 
 def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) -> Filters:
@@ -135,10 +175,16 @@ def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) 
 
 
 def related_articles(
-    rows: Sequence[asyncpg.Record], min_score: float | None
+    rows: Sequence[asyncpg.Record],
+    min_similarity: float | None,
+    scores: Sequence[float] | None = None,
 ) -> list[RelatedArticle]:
+    """The items, each with its ``score`` (what the list is ordered by: ``scores``, or the
+    similarity for a plain search) and ``similarity``; ``min_similarity`` (the request's
+    ``min_score``) cuts the tail by similarity."""
+    # Built from the database's own typed columns: nothing to validate.
     results = [
-        RelatedArticle(
+        RelatedArticle.model_construct(
             id=row["id"],
             external_id=row["external_id"],
             title=row["title"],
@@ -146,12 +192,13 @@ def related_articles(
             source=row["source"],
             published_at=row["published_at"],
             summary=row["summary"],
-            score=row["score"],
+            score=row["score"] if scores is None else round(scores[i], 6),
+            similarity=row["score"],
         )
-        for row in rows
+        for i, row in enumerate(rows)
     ]
-    if min_score is not None:
-        results = [r for r in results if r.score >= min_score]
+    if min_similarity is not None:
+        results = [r for r in results if r.similarity >= min_similarity]
     return results
 
 
@@ -175,54 +222,63 @@ class RelatedService:
     async def for_article(
         self, article: SourceArticle, query: RelatedFilters
     ) -> list[RelatedArticle]:
-        vector = check_embedded(article, self.encoder.model_name)
-        filters = resolve_filters(query, exclude_id=article.id)
-        asked = AskedText(article.terms, article.title_terms, article.body_words >= LONG_TEXT_WORDS)
-        return await self._search(vector, filters, query, asked, article.category, article.id)
+        """409 unless the article is embedded with this model; else its related articles."""
+        model = self.encoder.model_name
+        check_embedded(article, model)
+        answer = await self.for_article_id(article.id, query)
+        if answer is None:  # re-embedded since it was read
+            raise embedding_pending(article.external_id, article.embedding_model, model)
+        return answer[1]
 
     async def for_article_id(
         self, article_id: uuid.UUID, query: RelatedFilters
     ) -> tuple[ArticleKey, list[RelatedArticle]] | None:
-        """The page view's request in one round trip: a plain search from a stored article by
-        our id, its vector read by the search statement itself (StoredVector). Returns the
-        article's key and the results; None whenever the general path must answer instead (no
-        such id, no ready vector of this model: a 404 or 409 there; filters for an exact
-        scan; a walk that missed the article or came back short)."""
-        if not is_plain(query):
+        """The article's key and its related articles, in one round trip in the common case;
+        None when there is no article with a ready vector of this model by that id (the
+        caller answers 404 or 409)."""
+        found = await self.candidates(article_id, query)
+        if found is None or found.asked is None:
             return None
-        filters = resolve_filters(query, exclude_id=article_id)
-        if await self._exact_first(filters):
-            return None
-        limit = query.limit
-        rows = await self.repository.nearest(
+        asked = found.asked
+        key = ArticleKey(id=article_id, external_id=asked["external_id"])
+        if is_plain(query):
+            return key, related_articles(found.rows[: query.limit], query.min_score)
+        text = AskedText.of_row(asked)
+        [vector] = candidate_vectors([asked])
+        # Recency counts from the story's own date: its coverage clusters around it.
+        when = asked["published_at"]
+        return key, self._ranked(found.rows, query, vector, text, asked["category"], when)
+
+    async def candidates(self, article_id: uuid.UUID, query: RelatedFilters) -> Found | None:
+        """The search statements of a request for a stored article (bench/related.py sends
+        exactly these), without the ranking."""
+        plain = is_plain(query)
+        return await self.nearest(
             StoredVector(article_id),
-            self.encoder.model_name,
-            filters,
-            limit,
-            ef_search=self._walk_ef_search(limit, probed=True),
+            resolve_filters(query, exclude_id=article_id),
+            query.limit if plain else max(query.limit, CANDIDATES),
+            query.limit,
+            features=not plain,
             probe=article_id,
         )
-        asked = next((row for row in rows if row["id"] == article_id), None)
-        if asked is None or asked["score"] is None:
-            return None
-        rows = [row for row in rows if row["id"] != article_id][:limit]
-        if len(rows) < limit:
-            return None
-        key = ArticleKey(id=article_id, external_id=asked["external_id"])
-        return key, related_articles(rows, query.min_score)
 
     async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
         text = embedding_text(draft.title, draft.summary, draft.body)
         [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
-        asked = None
-        if not is_plain(draft):
-            terms, headline = await self.repository.draft_terms(
-                draft.title, draft.summary, draft.body
-            )
-            asked = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
-        return await self._search(vector, resolve_filters(draft), draft, asked, draft.own_category)
+        plain = is_plain(draft)
+        limit = draft.limit
+        wanted = limit if plain else max(limit, CANDIDATES)
+        found = await self.nearest(vector, resolve_filters(draft), wanted, limit, not plain)
+        assert found is not None  # a vector of its own: never an unknown article
+        if plain:
+            return related_articles(found.rows[:limit], draft.min_score)
+        terms, headline = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
+        asked = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
+        # A draft is about to be published: recency counts from now.
+        now = datetime.now(UTC)
+        return self._ranked(found.rows, draft, vector, asked, draft.own_category, now)
 
-    async def nearest_rows(
+    async def nearest(
         self,
         vector: Any,
         filters: Filters,
@@ -230,38 +286,36 @@ class RelatedService:
         limit: int,
         features: bool,
         probe: uuid.UUID | None = None,
-    ) -> list[asyncpg.Record]:
-        """The ``wanted`` nearest rows under ``filters`` by the strategy above (at least
-        ``limit`` when that many match); bench/related.py sends these same statements.
-
-        ``probe`` is the stored article asked about, whose own vector is ``vector``: the index
-        walk lets it through the filters, and finding it (at distance 0) shows the walk reached
-        the right part of the graph. HNSW sometimes ends its walk in a far region instead (on
-        the 100k bench corpus, 2 of 400 articles at ef_search 100: similarity 0.35 for the
-        best found against 0.83 for the true neighbours); then it walks again, wider."""
+    ) -> Found | None:
+        """The ``wanted`` nearest rows under ``filters`` (at least ``limit`` when that many
+        match), by the decisions in the module docstring. ``vector``: an array, or the
+        StoredVector of ``probe``, the stored article asked about; None when that article has
+        no ready vector of this model."""
         model = self.encoder.model_name
 
-        async def nearest(**how: Any) -> list[asyncpg.Record]:
-            return await self.repository.nearest(
-                vector, model, filters, wanted, with_features=features, **how
+        async def statement(**how: Any) -> Found | None:
+            rows = await self.repository.nearest(
+                vector, model, filters, wanted, with_features=features, probe=probe, **how
             )
+            if rows and rows[0]["score"] is None:  # a StoredVector that found no vector
+                return None
+            return Found.of(rows, probe)
 
         if await self._exact_first(filters):
-            return await nearest(exact=True)
-        rows = await nearest(
-            ef_search=self._walk_ef_search(wanted, probed=probe is not None), probe=probe
-        )
-        if probe is not None:
-            walk_reached_it = any(row["id"] == probe for row in rows)
-            rows = [row for row in rows if row["id"] != probe][:wanted]
-            if not walk_reached_it:
-                wider = max(self.ef_search, wanted + 1) * LOST_WALK_EF_FACTOR
-                rows = await nearest(ef_search=wider)
-        # Short of `limit` means selective filters (see above); short of the extra candidates
-        # alone is not worth an exact scan.
-        if len(rows) < limit:
-            rows = await nearest(exact=True)
-        return rows
+            return await statement(exact=True)
+        # A walk whose candidate list holds the rows asked for and the probe: on the read
+        # connections' own ef_search (app.db.reads.read_ef_search) unless `limit` asks for more.
+        ef_search = max(self.ef_search, wanted + (probe is not None))
+        while True:
+            found = await statement(ef_search=None if ef_search == self.ef_search else ef_search)
+            if found is None or not found.lost or ef_search >= MAX_EF_SEARCH:
+                break
+            ef_search = min(ef_search * WIDER_WALK, MAX_EF_SEARCH)
+        if found is None:
+            return None
+        if found.lost or len(found.rows) < limit:
+            return await statement(exact=True)
+        return Found(found.rows[:wanted], found.asked, found.probed)
 
     async def _exact_first(self, filters: Filters) -> bool:
         """Filters the planner expects to keep few rows: an exact scan of them, no index walk."""
@@ -271,32 +325,25 @@ class RelatedService:
         rows = await self.row_estimates.get(model, filters, self.repository.estimated_rows)
         return rows < EXACT_SCAN_ROWS
 
-    def _walk_ef_search(self, wanted: int, probed: bool) -> int | None:
-        """``ef_search`` for a walk that must hold ``wanted`` rows and the probe, or None when
-        the connection's own is enough: a walk shorter than the rows asked for comes back
-        short."""
-        ef_search = max(self.ef_search, wanted + probed)
-        return None if ef_search == self.ef_search else ef_search
-
-    async def _search(
+    def _ranked(
         self,
-        vector: Any,
-        filters: Filters,
+        rows: list[asyncpg.Record],
         query: RelatedFilters,
-        asked: AskedText | None,  # None for plain requests, which need no words
+        vector: Any,
+        asked: AskedText,
         category: str | None,
-        probe: uuid.UUID | None = None,  # the stored article asked about (see nearest_rows)
+        reference: datetime,
     ) -> list[RelatedArticle]:
+        """The candidates reranked (hybrid) and chosen (dedupe, diversity, recency from
+        ``reference``, sources), with the scores they were chosen by."""
         limit = query.limit
-        plain = is_plain(query)
-        wanted = limit if plain else max(limit, CANDIDATES)
-        rows = await self.nearest_rows(vector, filters, wanted, limit, not plain, probe)
-        if not plain and rows:
+        scores: list[float] = []
+        if rows:
             query_vector = np.asarray(vector, dtype=np.float32)
-            vectors = np.vstack([row["vector"] for row in rows])
+            vectors = candidate_vectors(rows)
             relevance = np.array([row["score"] for row in rows], dtype=np.float32)
-            row_terms = [candidate_terms(row) for row in rows]
-            if query.ranking == "hybrid" and asked is not None:
+            row_terms = candidate_terms(rows)
+            if query.ranking == "hybrid":
                 relevance = rerank(
                     query_vector,
                     asked.terms,
@@ -313,12 +360,13 @@ class RelatedService:
                 vectors,
                 [row["published_at"] for row in rows],
                 [row["source"] for row in rows],
-                datetime.now(UTC),
+                reference,
                 Preferences(
                     limit, query.dedupe, query.diversity, query.recency, query.max_per_source
                 ),
-                query_terms=None if asked is None else asked.terms,
+                query_terms=asked.terms,
                 terms=row_terms,
             )
-            rows = [rows[i] for i in chosen]
-        return related_articles(rows[:limit], query.min_score)
+            rows = [rows[i] for i, _ in chosen]
+            scores = [score for _, score in chosen]
+        return related_articles(rows[:limit], query.min_score, scores[:limit])

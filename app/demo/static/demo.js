@@ -182,7 +182,7 @@ function renderItems(list, items) {
     const score = document.createElement("span");
     score.className = "score";
     score.title = "Cosine similarity of the two articles' embeddings";
-    score.textContent = `similarity ${item.score.toFixed(2)}`;
+    score.textContent = `similarity ${item.similarity.toFixed(2)}`;
     meta.append(source, when, score);
     li.append(link, meta);
     list.append(li);

@@ -8,7 +8,7 @@
 //   limit      how many related articles, 1 to 20 (default 5); the box reserves their height
 //   api        the service's base URL (default: where this script was loaded from)
 //   key        a publishable key (pk_...), when the service does not open reads to everyone
-//   min-score  leave out weaker results (the API's min_score)
+//   min-score  leave out results below this similarity (the API's min_score)
 //   heading    the box's title (default "Related articles")
 (() => {
   "use strict";
