@@ -47,6 +47,23 @@ async def _state(url: str) -> dict[str, Any]:
             state["vector"] = await conn.scalar(
                 text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             )
+            # compare_metadata only warns when a column is generated in one and not the other.
+            state["search_vector_generated"] = await conn.scalar(
+                text(
+                    "SELECT attgenerated = 's' FROM pg_attribute WHERE attrelid = "
+                    "to_regclass('articles') AND attname = 'search_vector'"
+                )
+            )
+            state["triggers"] = set(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                            "AND tgrelid = to_regclass('articles')"
+                        )
+                    )
+                ).scalars()
+            )
             state["hnsw"] = await conn.scalar(
                 text(
                     "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_articles_embedding_hnsw'"
@@ -65,6 +82,9 @@ async def test_upgrade_downgrade_upgrade_without_drift(scratch_url: str) -> None
     assert "hnsw" in state["hnsw"] and "vector_cosine_ops" in state["hnsw"]
     assert {"ix_articles_published_at_id", "ix_articles_source_published_at"} <= state["indexes"]
     assert state["diff"] == []  # what `alembic check` verifies
+    # search_vector is a plain column the trigger keeps (0002, 0012), as the model says.
+    assert state["search_vector_generated"] is False
+    assert state["triggers"] == {"articles_fill_search_vector", "articles_fill_lexemes"}
     # ...which does not compare an index's INCLUDE columns.
     declared = {
         index.name: list(index.dialect_options["postgresql"]["include"] or [])
