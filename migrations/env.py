@@ -18,6 +18,7 @@ from app.db.online import (
     LOCK_RETRIES,
     LOCK_TIMEOUT_MS,
     MIGRATION_LOCK,
+    MIGRATION_LOCK_POLL_S,
     is_lock_timeout,
     retry_delay,
 )
@@ -69,8 +70,18 @@ def run_until_done(connection: Connection) -> None:
 def do_run_migrations(connection: Connection) -> None:
     # One migrator at a time: a second `related db upgrade` (another container, a process
     # migrating on start) waits here, then finds the database at head. Session-level, so it
-    # lasts across the revisions' commits, and is released if the process dies.
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+    # lasts across the revisions' commits, and is released if the process dies. Tried, not
+    # waited for in pg_advisory_lock: a statement waiting there holds a snapshot, which the
+    # running migrator's CREATE INDEX CONCURRENTLY would wait for in turn (a deadlock).
+    told = False
+    while not connection.execute(
+        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK}
+    ).scalar():
+        connection.commit()
+        if not told:
+            told = True
+            logger.info("another process is migrating this database: waiting for it to finish")
+        time.sleep(MIGRATION_LOCK_POLL_S)
     # Only after the advisory lock, whose wait must not time out.
     connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
     connection.commit()

@@ -30,6 +30,7 @@ logger = logging.getLogger("related.migrations")
 # pg_advisory_lock key of the migrators ("related" in ASCII): any other process that migrates
 # this database waits for the one that holds it, then finds nothing left to do.
 MIGRATION_LOCK = 0x72656C61746564
+MIGRATION_LOCK_POLL_S = 0.5
 # How long a DDL statement may wait for its lock. While it waits, every later request on the
 # table queues behind it: this plus the statement's own (catalog-only) time stays far below 1 s.
 LOCK_TIMEOUT_MS = 200
