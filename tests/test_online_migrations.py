@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -408,3 +409,22 @@ async def test_two_migrators_run_one_after_the_other(pg_server: EmbeddedPostgres
     assert ran[0] == 0 and ran[1] >= 12, outputs
     assert all("database at head" in output for output in outputs)
     assert "".join(outputs).count("another process is migrating") == 2
+
+
+def test_migrations_are_a_release_step_in_the_image_and_compose() -> None:
+    # pyyaml comes with the model's libraries (huggingface-hub).
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    dockerfile = (root / "Dockerfile").read_text()
+    assert [line for line in dockerfile.splitlines() if line.startswith("CMD")] == [
+        'CMD ["related", "serve"]'
+    ]
+    assert "RELATED_MIGRATE_ON_START=false" in dockerfile
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    assert services["migrate"]["command"] == ["related", "db", "upgrade"]
+    for name in ("api", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+        assert services[name]["environment"]["RELATED_MIGRATE_ON_START"] == "false"
