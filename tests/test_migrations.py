@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.articles.models import COVERED_BY_FILTER_INDEXES
+from app.articles.models import COVERED_BY_FILTER_INDEXES, SEARCH_DOCUMENT
 from app.db import migrate
 from app.db.base import Base
 from tests.conftest import fresh_database
@@ -103,3 +103,56 @@ async def test_upgrade_downgrade_upgrade_without_drift(scratch_url: str) -> None
 
     await asyncio.to_thread(migrate.upgrade, scratch_url)
     assert (await _state(scratch_url))["diff"] == []
+
+
+async def test_0012_turns_an_old_generated_search_vector_into_the_trigger_kept_column(
+    scratch_url: str,
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch_url, "0011")
+    engine = create_async_engine(scratch_url)
+    try:
+        async with engine.begin() as conn:
+            # search_vector as the first 0002 made it: a STORED generated column, no trigger.
+            await conn.execute(text("DROP TRIGGER articles_fill_search_vector ON articles"))
+            await conn.execute(text("DROP FUNCTION articles_fill_search_vector()"))
+            await conn.execute(text("ALTER TABLE articles DROP COLUMN search_vector"))
+            await conn.execute(
+                text(
+                    "ALTER TABLE articles ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
+                    f"({SEARCH_DOCUMENT}) STORED"
+                )
+            )
+            await conn.execute(text(INSERT.format(external_id="before")))
+            filenode = await conn.scalar(text("SELECT pg_relation_filenode('articles')"))
+
+        await asyncio.to_thread(migrate.upgrade, scratch_url)
+
+        async with engine.begin() as conn:
+            # Not rewritten: the same file, the stored values kept.
+            assert await conn.scalar(text("SELECT pg_relation_filenode('articles')")) == filenode
+            await conn.execute(text(INSERT.format(external_id="after")))
+            await conn.execute(
+                text("UPDATE articles SET summary = 'flooded harbour' WHERE external_id = 'before'")
+            )
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT external_id, search_vector::text FROM articles ORDER BY external_id"
+                    )
+                )
+            ).all()
+        assert rows == [
+            ("after", "'rain':2 'storm':1"),
+            ("before", "'flood':2 'harbour':3 'storm':1"),  # the trigger, on update
+        ]
+        state = await _state(scratch_url)
+        assert state["search_vector_generated"] is False
+        assert state["diff"] == []
+    finally:
+        await engine.dispose()
+
+
+INSERT = (
+    "INSERT INTO articles (id, external_id, title, body, summary, published_at, content_hash) "
+    "VALUES (gen_random_uuid(), '{external_id}', 'Storm', '', 'rain', now(), 'x')"
+)

@@ -1,10 +1,13 @@
 """embedding pipeline: status, error, attempts, lease and queue time; the claiming index
 
 Online: the columns are added with constant (or now()) defaults, which PostgreSQL records in
-the catalog without rewriting the table; the status check is added NOT VALID in the same short
-transaction and validated afterwards under a lock that lets reads and writes go on. Rows
-embedded before the pipeline are marked ready in committed chunks, and the claiming index is
-built concurrently.
+the catalog without rewriting the table. embedding_status is added with the default 'ready',
+which every existing row then reads without being written, and its default becomes 'pending'
+in the same transaction, for the rows written from then on; only rows never embedded are
+written, set back to pending in committed chunks (before the pipeline every article was
+embedded as it was stored: there are few). The status check is added NOT VALID in the same
+short transaction and validated afterwards under a lock that lets reads and writes go on, and
+the claiming index is built concurrently.
 
 Revision ID: 0003
 Revises: 0002
@@ -36,12 +39,15 @@ def upgrade() -> None:
     # lock; a stopped backfill resumes).
     op.execute(
         "ALTER TABLE articles "
-        "ADD COLUMN IF NOT EXISTS embedding_status varchar(16) NOT NULL DEFAULT 'pending', "
+        "ADD COLUMN IF NOT EXISTS embedding_status varchar(16) NOT NULL DEFAULT 'ready', "
         "ADD COLUMN IF NOT EXISTS embedding_error text, "
         "ADD COLUMN IF NOT EXISTS embedding_attempts integer NOT NULL DEFAULT 0, "
         "ADD COLUMN IF NOT EXISTS embedding_lease_until timestamptz, "
         "ADD COLUMN IF NOT EXISTS embedding_queued_at timestamptz DEFAULT now()"
     )
+    # Existing rows keep reading 'ready' (the value recorded when the column was added); rows
+    # inserted from now on are pending.
+    op.execute("ALTER TABLE articles ALTER COLUMN embedding_status SET DEFAULT 'pending'")
     op.execute(
         f"""
         DO $$ BEGIN
@@ -56,10 +62,11 @@ def upgrade() -> None:
     with op.get_context().autocommit_block():
         bind = op.get_bind()
         # Rows embedded before the pipeline existed are done; the others wait for a worker.
+        # (A row read 'ready' without a vector can only be one from before the pipeline.)
         backfill(
             bind,
-            "embedding_status = 'ready'",
-            "embedding IS NOT NULL AND embedding_status = 'pending'",
+            "embedding_status = 'pending'",
+            "embedding IS NULL AND embedding_status = 'ready'",
             "0003 embedding_status",
         )
         validate_constraint(bind, "articles", CHECK)
