@@ -113,7 +113,9 @@ def backfill(connection: Connection, assignments: str, unfilled: str, label: str
     skips what the first did. Rows written meanwhile are filled by the trigger that the
     migration installed before backfilling. Returns the number of rows updated.
     """
-    size = 500
+    # Small first: how long a row takes is unknown (a row whose new version does not fit in its
+    # page is a new entry in every index, the HNSW graph included: milliseconds).
+    size = CHUNK_ROWS[0]
     after: Any = None
     updated = 0
     started = last_report = time.monotonic()
@@ -146,9 +148,10 @@ def backfill(connection: Connection, assignments: str, unfilled: str, label: str
         elapsed = time.monotonic() - chunk_started
         updated += max(result.rowcount, 0)
         after = upto
-        # Aim the next chunk at the target time, changing by at most 2x a step (the rows of a
-        # table differ in length, and the load on the server changes).
-        scale = min(2.0, max(0.5, CHUNK_TARGET_S / max(elapsed, 1e-3)))
+        # Aim the next chunk at the target time: at once when it took too long, growing by at
+        # most 2x a step (the rows of a table differ in length, and the load on the server
+        # changes).
+        scale = min(2.0, CHUNK_TARGET_S / max(elapsed, 1e-3))
         size = int(min(CHUNK_ROWS[1], max(CHUNK_ROWS[0], size * scale)))
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
