@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,17 @@ cli.add_typer(keys_cli, name="keys")
 
 
 def _setup_logging(level: str) -> None:
+    # Before any model is loaded: transformers' "Loading weights" bar (a hundredth of a second
+    # of loading) is noise on a terminal and garbles logs elsewhere. Read when huggingface_hub
+    # is imported, which no command has done yet.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     setup_logging(level, get_settings().log_format)
+
+
+def _on_terminal() -> bool:
+    """Progress bars only for a person watching: in a log file or a pipe they are lines of
+    carriage returns and escape codes."""
+    return sys.stderr.isatty()
 
 
 @cli.command()
@@ -49,6 +60,8 @@ def serve(
         log_level=settings.log_level,
         # The app logs each request itself (JSON, with request id and key id).
         access_log=False,
+        # X-Forwarded-For is read by the app, from RELATED_TRUSTED_PROXIES only.
+        proxy_headers=False,
         log_config=None,
     )
 
@@ -87,7 +100,13 @@ def ingest(
                 # until the last is embedded.
                 started = time.perf_counter()
                 report = await ingest_file(
-                    file, database, encoder, batch_size, wait=wait, settings=settings
+                    file,
+                    database,
+                    encoder,
+                    batch_size,
+                    progress=_on_terminal(),
+                    wait=wait,
+                    settings=settings,
                 )
                 elapsed = time.perf_counter() - started
             finally:
@@ -179,7 +198,9 @@ def reembed(
             embedding.start()
             try:
                 total = await pending(database)
-                with tqdm(total=total, unit="article", desc="re-embed") as bar:
+                with tqdm(
+                    total=total, unit="article", desc="re-embed", disable=not _on_terminal()
+                ) as bar:
                     while (left := await pending(database)) > 0:
                         bar.update(max(0, total - left - bar.n))
                         await embedding.changed(1.0)

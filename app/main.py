@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.apidocs.router import install_api_docs
 from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
+from app.auth.cors import PublishableKeyCorsMiddleware
 from app.auth.dependencies import require_by_method, require_read
 from app.auth.ratelimit import RateLimiter
 from app.core.caching import CachingMiddleware
@@ -31,6 +34,7 @@ from app.pipeline.worker import EmbeddingWorker
 from app.related.estimates import RowEstimates
 from app.related.router import router as related_router
 from app.related.statistics import TermStatistics
+from app.widget.router import router as widget_router
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ Related articles for news sites: send articles, ask for the ones about the same 
 * `/v1` needs an API key (`Authorization: Bearer rk_...`, made with `related keys create`):
   the `read` scope for reads, `write` for writes, `admin` for both. Reads may be open to
   callers without a key (`RELATED_ANONYMOUS_READS`).
+* A publishable key (`pk_...`, `related keys create --publishable --origin URL`) is for web
+  pages: it reads only, only from pages of its origins (403 `origin_not_allowed` otherwise),
+  and a page sends it as `?key=pk_...`. `/widget.js` is the related box that uses it.
 """
 
 AUTH_ERRORS: dict[int | str, dict[str, object]] = {
@@ -106,24 +113,24 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by install_api_docs, from the service rather than a CDN.
+        docs_url=None,
+        redoc_url=None,
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
     )
     metrics = Metrics()
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.publishable_rate_limiter = RateLimiter(
+        settings.publishable_rate_limit_per_s, settings.rate_limit_burst
+    )
     app.state.row_estimates = RowEstimates()
     install_error_handlers(app)
     # Innermost first: the last added sees the request first.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(CachingMiddleware, max_age_s=settings.cache_max_age_s)
-    # Inside CORS and the request context: a shed request is still readable by a browser on
-    # another origin, logged and counted.
-    app.add_middleware(
-        LoadSheddingMiddleware,
-        max_concurrent=settings.max_concurrent_requests,
-        max_header_bytes=settings.max_header_bytes,
-    )
+    app.add_middleware(PublishableKeyCorsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             ErrorShapedCORSMiddleware,
@@ -135,6 +142,17 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         )
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outside the request context: shedding a burst must cost next to nothing per request (no
+    # id, no log line; a counter on /metrics), or the burst itself keeps the loop busy.
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_concurrent=settings.max_concurrent_requests,
+        max_header_bytes=settings.max_header_bytes,
+        on_shed=metrics.shed.inc,
+    )
+    if settings.trusted_proxies:
+        # Outermost: every layer (rate limits, logs) sees the client behind the proxies.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Before the articles router: "/v1/articles/{ref:path}" would also match ".../related".
@@ -146,4 +164,6 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     )
     app.include_router(pipeline_router, dependencies=[Depends(require_read)], responses=AUTH_ERRORS)
     app.include_router(demo_router)
+    app.include_router(widget_router)
+    install_api_docs(app)
     return app

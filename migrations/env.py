@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 # Imported to register their tables on Base.metadata.
 import app.articles.models
-import app.auth.models  # noqa: F401
+import app.auth.models
+import app.pipeline.models  # noqa: F401
 from app.core.config import get_settings
 from app.db.base import Base
 from app.db.online import (

@@ -146,7 +146,11 @@ def live_server(settings: Settings, embedder: CountingEmbedder) -> Iterator[Live
     """The real app on a loopback port (uvicorn in a thread), on the test database."""
     # Reads open to anonymous callers, as for a public frontend: the demo page sends no key.
     # (Settings ignore names they do not know, so this is inert until that setting exists.)
-    live_settings = Settings(**{**settings.model_dump(), "anonymous_reads": True})
+    # Without a worker of its own: the session app's worker embeds what it is sent (the two
+    # share the database), so tests of the session app count every text its model encodes.
+    live_settings = Settings(
+        **{**settings.model_dump(), "anonymous_reads": True, "embedding_worker_in_process": False}
+    )
     server = LiveServer(create_app(live_settings, embedder=embedder))
     server.start()
     yield server

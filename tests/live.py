@@ -2,6 +2,7 @@
 schemathesis), and a small Chrome DevTools Protocol driver for Debian's headless Chromium."""
 
 import base64
+import http.server
 import json
 import shutil
 import socket
@@ -75,6 +76,8 @@ class Browser:
         )
         self.ws: ClientConnection = connect(self._page_websocket(), max_size=None)
         self.next_id = 0
+        # Events (Network.requestWillBeSent, ...) of the domains a test enables, in order.
+        self.events: list[dict[str, Any]] = []
         self.call("Page.enable")
         self.call("Runtime.enable")
 
@@ -103,7 +106,9 @@ class Browser:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv(timeout=60))
-            if message.get("id") == self.next_id:
+            if "method" in message:
+                self.events.append(message)
+            elif message.get("id") == self.next_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 result: dict[str, Any] = message["result"]
@@ -185,3 +190,41 @@ class Browser:
                 self.process.kill()
                 self.process.wait()
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class StaticSite:
+    """A publisher's site: fixed HTML pages on a loopback port of its own, so another origin
+    than the service's (a page at http://127.0.0.1:A calling http://127.0.0.1:B is cross-origin)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                page = pages.get(self.path.split("?")[0])
+                body = (page or "not found").encode()
+                self.send_response(200 if page is not None else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the test's output is for the test
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        host, port = self.server.server_address[:2]
+        self.origin = f"http://{host}:{port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def page(self, path: str, html: str) -> str:
+        """Serve ``html`` at ``path``; its URL."""
+        self.pages[path] = html
+        return self.origin + path
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)

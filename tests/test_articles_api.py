@@ -22,13 +22,15 @@ STORY = article(
 )
 
 
-async def test_create_then_get_by_id_and_by_external_id(client: AsyncClient) -> None:
+async def test_create_then_get_by_id_and_by_external_id(
+    client: AsyncClient, embedder: CountingEmbedder
+) -> None:
     created = await client.post("/v1/articles", json=STORY)
     assert created.status_code == 201
     assert created.headers["Related-Upsert"] == "created"
     body = created.json()
     assert body["external_id"] == "cms-1"
-    assert body["embedding_model"] == "all-MiniLM-L6-v2"
+    assert body["embedding_model"] == embedder.name  # all-MiniLM-L6-v2, +onnx-int8 with int8
     assert body["published_at"] == "2026-11-20T08:15:00Z"
     assert body["tags"] == ["transport"] and body["authors"] == ["Ana Ruiz"]
 
@@ -116,6 +118,9 @@ async def test_unknown_article_is_404_in_the_error_shape(client: AsyncClient) ->
         assert response.json()["error"]["code"] == "not_found"
 
 
+COMPACT = {"index", "id", "external_id", "status", "embedding_status", "error"}
+
+
 async def test_batch_reports_each_item_in_order_and_keeps_valid_ones(
     client: AsyncClient,
 ) -> None:
@@ -142,13 +147,48 @@ async def test_batch_reports_each_item_in_order_and_keeps_valid_ones(
         "updated",
         "error",
     ]
-    assert items[1]["article"]["external_id"] == "b-1"
+    # Compact results: who, what happened, where its embedding is; never the article itself.
+    assert all(set(item) == COMPACT for item in items)
+    assert items[1]["external_id"] == "b-1" and items[1]["error"] is None
+    assert items[1]["embedding_status"] == "ready"  # the test client waits for embeddings
+    stored = (await client.get("/v1/articles/b-1")).json()
+    assert items[1]["id"] == stored["id"]
+    assert [i["external_id"] for i in items] == [
+        "cms-1",
+        "b-1",
+        "b-2",  # invalid items keep the external_id they were sent with
+        None,
+        "cms-1",
+        "b-3",
+    ]
+    assert items[2]["id"] is None and items[2]["embedding_status"] is None
     assert items[2]["error"]["code"] == "validation_error"
     assert items[2]["error"]["details"][0]["path"] == "articles.2.title"
     assert items[5]["error"]["details"][0]["path"] == "articles.5.published_at"
     assert response.json()["counts"] == {"created": 1, "updated": 1, "unchanged": 1, "error": 3}
     assert (await client.get("/v1/articles/b-1")).status_code == 200
     assert (await client.get("/v1/articles/b-3")).status_code == 404
+
+
+async def test_batch_answers_whole_articles_only_when_asked(client: AsyncClient) -> None:
+    body = ("A long body that a compact answer does not send back. " * 400).strip()
+    items = [article(f"long-{n}", f"Long story {n}", body) for n in range(5)]
+    compact = await client.post("/v1/articles/batch", json={"articles": items})
+    full = await client.post(
+        "/v1/articles/batch", params={"full": "true"}, json={"articles": [*items, {"x": 1}]}
+    )
+    assert compact.status_code == full.status_code == 200
+    # Five bodies of 22 kB in; a few hundred bytes out.
+    assert len(compact.content) < 1500 < len(body) * 5 < len(full.content)
+    assert [i["status"] for i in full.json()["items"]] == ["unchanged"] * 5 + ["error"]
+    for sent, result in zip(items, full.json()["items"], strict=False):
+        assert set(result) == COMPACT | {"article"}
+        assert result["article"]["body"] == sent["body"]
+        assert result["article"]["id"] == result["id"]
+    assert "article" not in full.json()["items"][5]  # nothing stored, nothing to show
+    spec = (await client.get("/openapi.json")).json()
+    parameters = spec["paths"]["/v1/articles/batch"]["post"]["parameters"]
+    assert "full" in {parameter["name"] for parameter in parameters}
 
 
 async def test_batch_with_the_same_external_id_twice_keeps_the_last(

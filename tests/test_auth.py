@@ -1,9 +1,10 @@
 """API keys through HTTP: who may read, who may write, and what everyone else is told."""
 
+import re
 from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 
 from app.auth.models import Scope
 from app.auth.ratelimit import RateLimiter
@@ -236,3 +237,152 @@ async def test_text_length_and_limit_maximums(
         assert_error(await client.get(path, params={"limit": 101}), 422, "validation_error")
     too_many = {"articles": [article(f"a{i}", "t") for i in range(settings.max_batch_articles + 1)]}
     assert_error(await client.post("/v1/articles/batch", json=too_many), 413, "batch_too_large")
+
+
+SITE = "https://news.example"
+
+
+async def publishable(app: Any, *origins: str) -> str:
+    async with app.state.database.sessions() as session, session.begin():
+        _, token = await ApiKeyService(ApiKeyRepository(session)).create(
+            "site", [Scope.READ], origins=list(origins)
+        )
+    return token
+
+
+async def test_publishable_key_reads_only_from_its_origins(seeded: Any, app: Any) -> None:
+    token = await publishable(app, "HTTPS://News.Example:443/", "http://127.0.0.1:8080")
+    assert token.startswith("pk_")
+    related = "/v1/articles/seed/related"
+    async with http_client(app) as browser:
+        # In the URL (the embeddable box's simple GET) or the header, from an allowed origin.
+        ok = await browser.get(related, params={"key": token}, headers={"Origin": SITE})
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == SITE
+        assert "Origin" in ok.headers["vary"]
+        assert "ETag" in ok.headers["access-control-expose-headers"]
+        ok = await browser.get(
+            "/v1/articles/seed", headers={**bearer(token), "Origin": "http://127.0.0.1:8080"}
+        )
+        assert ok.status_code == 200
+        # A same-origin GET carries no Origin; the Referer's origin stands in.
+        ok = await browser.get(
+            related, params={"key": token}, headers={"Referer": f"{SITE}/2026/story.html"}
+        )
+        assert ok.status_code == 200
+
+        for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {}):
+            refused = await browser.get(related, params={"key": token}, headers=headers)
+            error = assert_error(refused, 403, "origin_not_allowed")
+            assert error["details"]["allowed"] == ["http://127.0.0.1:8080", SITE]
+            assert "access-control-allow-origin" not in refused.headers
+        # Read only: drafts are reads, writes are not.
+        assert (
+            await browser.post(
+                "/v1/related", params={"key": token}, json=DRAFT, headers={"Origin": SITE}
+            )
+        ).status_code == 200
+        write = await browser.post(
+            "/v1/articles",
+            json=article("pub", "Not allowed"),
+            headers={**bearer(token), "Origin": SITE},
+        )
+        assert assert_error(write, 403, "forbidden")["details"]["granted"] == ["read"]
+
+        # A secret key is refused in a URL, where logs and Referer headers would keep it.
+        secret = await create_key(app, Scope.READ)
+        leaked = await browser.get(related, params={"key": secret})
+        assert_401(leaked)
+        assert "never in a URL" in leaked.json()["error"]["message"]
+        # The prefix must match the key's kind.
+        assert_401(await browser.get(related, params={"key": "pk_" + secret[3:]}))
+        assert_401(await browser.get(related, headers=bearer("rk_" + token[3:])))
+        assert_401(await browser.get(related, params={"key": "pk_nonsense"}))
+
+
+async def test_publishable_key_is_rate_limited_per_reader(
+    seeded: Any, settings: Settings, embedder: Any
+) -> None:
+    # Whatever the general rate (off here), a publishable key has its own, per reader.
+    async with running_app(
+        settings, embedder, publishable_rate_limit_per_s=0.2, rate_limit_burst=2
+    ) as limited:
+        token = await publishable(limited, SITE)
+        readers = [
+            AsyncClient(
+                transport=ASGITransport(app=limited, client=(address, 4000)),
+                base_url="http://test",
+                params={"key": token},
+                headers={"Origin": SITE},
+            )
+            for address in ("192.0.2.1", "192.0.2.2")
+        ]
+        first, second = readers
+        try:
+            statuses = [(await first.get("/v1/articles/seed")).status_code for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            refused = await first.get("/v1/articles/seed")
+            assert_error(refused, 429, "rate_limited")
+            # The site's page can read why (and when to retry).
+            assert refused.headers["access-control-allow-origin"] == SITE
+            assert "Retry-After" in refused.headers["access-control-expose-headers"]
+            assert (await second.get("/v1/articles/seed")).status_code == 200
+        finally:
+            for reader in readers:
+                await reader.aclose()
+
+
+@pytest.mark.parametrize(
+    "origins, message",
+    [
+        ([], "at least one origin"),
+        (["news.example"], "not an origin"),
+        (["https://news.example/path"], "scheme://host[:port] only"),
+        (["ftp://news.example"], "not an origin"),
+    ],
+)
+async def test_publishable_key_needs_http_origins(
+    app: Any, origins: list[str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        await publishable(app, *origins)
+    async with app.state.database.sessions() as session, session.begin():
+        with pytest.raises(ValueError, match="can only read"):
+            await ApiKeyService(ApiKeyRepository(session)).create(
+                "site", [Scope.WRITE], origins=[SITE]
+            )
+
+
+async def test_behind_trusted_proxies_anonymous_callers_are_limited_by_their_own_address(
+    seeded: Any, settings: Settings, embedder: Any
+) -> None:
+    limits = {"rate_limit_per_s": 0.2, "rate_limit_burst": 2, "anonymous_reads": True}
+
+    async def statuses(app: Any, forwarded_for: str, count: int) -> list[int]:
+        async with http_client(app) as http:
+            headers = {"X-Forwarded-For": forwarded_for}
+            return [
+                (await http.get("/v1/articles", headers=headers)).status_code for _ in range(count)
+            ]
+
+    # The test client connects from 127.0.0.1, here the proxy.
+    async with running_app(settings, embedder, trusted_proxies=["127.0.0.0/8"], **limits) as app:
+        assert await statuses(app, "203.0.113.7", 3) == [200, 200, 429]
+        assert await statuses(app, "198.51.100.9", 2) == [200, 200]  # another reader
+        # The proxy appends the address it saw: a client's own X-Forwarded-For is not trusted.
+        assert await statuses(app, "203.0.113.7, 198.51.100.20", 2) == [200, 200]
+    # Without trusted proxies the header is anyone's to forge: the socket's address counts.
+    async with running_app(settings, embedder, **limits) as app:
+        assert await statuses(app, "203.0.113.7", 2) == [200, 200]
+        assert await statuses(app, "198.51.100.9", 1) == [429]
+
+
+def test_the_rate_limiter_memory_is_bounded_and_keeps_the_active_callers() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=0.001, burst=1, clock=lambda: now[0], max_keys=100)
+    assert limiter.acquire("busy") is None
+    for i in range(10_000):  # a flood of one-off addresses
+        limiter.acquire(f"ip:{i}")
+        if i % 50 == 0:
+            assert limiter.acquire("busy") is not None  # still limited: it stays recent
+    assert limiter.size == 100

@@ -110,14 +110,14 @@ async def test_keys_create_list_revoke(app: Any, database_url: str) -> None:
         assert listed.returncode == 0, listed.stderr
         [line] = [row for row in listed.stdout.splitlines() if row.startswith(key_id)]
         assert line.split("\t")[1:3] == ["cms", "read,write"]
-        assert line.endswith("\tactive")
+        assert line.endswith("\tactive\t-")  # a secret key: no origins
         assert token.split("_", 2)[2] not in listed.stdout  # the secret is never shown again
 
         revoked = related_cli("keys", "revoke", key_id, database_url=database_url)
         assert revoked.returncode == 0 and f"revoked {key_id} (cms)" in revoked.stdout
         assert (await http.get("/v1/articles/k-1")).status_code == 401
         relisted = related_cli("keys", "list", database_url=database_url).stdout
-        assert not next(r for r in relisted.splitlines() if r.startswith(key_id)).endswith("active")
+        assert "\tactive" not in next(r for r in relisted.splitlines() if r.startswith(key_id))
 
     unknown = related_cli("keys", "revoke", "nope", database_url=database_url)
     assert unknown.returncode == 1 and "no key 'nope'" in unknown.stderr
@@ -125,3 +125,41 @@ async def test_keys_create_list_revoke(app: Any, database_url: str) -> None:
         "keys", "create", "--name", "x", "--scope", "root", database_url=database_url
     )
     assert bad_scope.returncode == 2
+
+
+async def test_keys_create_publishable(app: Any, database_url: str) -> None:
+    created = related_cli(
+        "keys",
+        "create",
+        "--name",
+        "site",
+        "--publishable",
+        "--origin",
+        "https://www.news.example",
+        "--origin",
+        "https://m.news.example/",
+        database_url=database_url,
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("pk_")
+    key_id = token.split("_")[1]
+    assert (
+        f"id {key_id}, scopes read, publishable from https://m.news.example, "
+        "https://www.news.example"
+    ) in created.stderr
+    listed = related_cli("keys", "list", database_url=database_url).stdout
+    [line] = [row for row in listed.splitlines() if row.startswith(key_id)]
+    assert line.split("\t")[2] == "read"
+    assert line.endswith("\tactive\thttps://m.news.example,https://www.news.example")
+
+    for args, complaint in (
+        (["--publishable", "--scope", "write", "--origin", "https://a.example"], "only read"),
+        (["--publishable"], "needs one"),
+        (["--publishable", "--origin", "www.news.example"], "not an origin"),
+        (["--origin", "https://a.example", "--scope", "read"], "only with --publishable"),
+        ([], "give at least one"),
+    ):
+        refused = related_cli("keys", "create", "--name", "x", *args, database_url=database_url)
+        assert refused.returncode == 2, args
+        assert complaint in " ".join(refused.stderr.split()), refused.stderr

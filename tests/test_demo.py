@@ -23,8 +23,11 @@ def examples() -> list[dict[str, Any]]:
 
 
 def same_story(external_id: str) -> set[str]:
-    """Titles of the other example articles about the same story (ids are `demo-<story>-<n>`)."""
+    """Titles of the other example articles about the same story (ids are `demo-<story>-<n>`;
+    the `demo-misc-<n>` ones are each a story of their own)."""
     story = external_id.rsplit("-", 1)[0]
+    if story == "demo-misc":
+        return set()
     return {
         a["title"]
         for a in examples()
@@ -72,10 +75,22 @@ async def test_demo_page_and_its_assets_are_served_outside_the_api_schema(
 async def test_story_page_lists_the_same_story_and_relates_a_draft(
     live_examples: LiveServer, browser: Browser
 ) -> None:
+    # Without ?article=, the newest story with other coverage (the newest article of all is a
+    # one-off, whose box would be empty).
     newest = max(examples(), key=lambda a: a["published_at"])
+    assert not same_story(newest["external_id"])
+    opening = max(
+        (a for a in examples() if same_story(a["external_id"])), key=lambda a: a["published_at"]
+    )
     browser.goto(f"{live_examples.url}/demo")
     browser.wait_for("document.body.dataset.related === 'ready'")
-    assert browser.evaluate("document.getElementById('story-title').textContent") == newest["title"]
+    assert (
+        browser.evaluate("document.getElementById('story-title').textContent") == opening["title"]
+    )
+    # Its whole coverage is in the box (with, for this story, one article of another story
+    # that shares its city and scores over the page's minimum).
+    assert same_story(opening["external_id"]) <= set(related_titles(browser, "related-list"))
+    assert browser.evaluate("document.getElementById('related-status').hidden")
 
     browser.goto(f"{live_examples.url}/demo?article=demo-wildfire-1")
     browser.wait_for("document.body.dataset.related === 'ready'")
@@ -154,3 +169,51 @@ async def test_story_page_shows_api_errors_to_the_reader(
     assert "headline or some text" in browser.evaluate(
         "document.getElementById('draft-status').textContent"
     )
+
+
+STRIP = """(() => {
+  const nav = document.getElementById('latest');
+  const box = nav.getBoundingClientRect();
+  const links = [...nav.querySelectorAll('a')];
+  const shown = links.filter(a => a.getBoundingClientRect().width > 0);
+  return {
+    overflowing: nav.scrollWidth > nav.clientWidth,
+    pageOverflowing: document.documentElement.scrollWidth > window.innerWidth,
+    links: links.length,
+    shown: shown.length,
+    inside: shown.every(a => {
+      const r = a.getBoundingClientRect();
+      return r.left >= box.left && r.right <= box.right && r.width >= 60;
+    }),
+    titled: links.every(a => a.title === a.textContent),
+  };
+})()"""
+
+
+@pytest.mark.parametrize("width, shown", [(1280, 6), (390, 3)])
+def test_the_top_strip_fits_without_a_scrollbar(
+    live_examples: LiveServer, browser: Browser, width: int, shown: int
+) -> None:
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        width=width,
+        height=900,
+        deviceScaleFactor=1,
+        mobile=width < 500,
+    )
+    try:
+        browser.goto(f"{live_examples.url}/demo?article=demo-wildfire-1")
+        browser.wait_for("document.querySelectorAll('#latest a').length === 6")
+        strip = browser.evaluate(STRIP)
+        if width == 1280:
+            browser.screenshot(REPORTS / "demo-strip.png")
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+    assert strip == {
+        "overflowing": False,
+        "pageOverflowing": False,
+        "links": 6,
+        "shown": shown,
+        "inside": True,  # each one readable (60 px or more) and inside the strip
+        "titled": True,  # a headline cut short is whole in its tooltip
+    }

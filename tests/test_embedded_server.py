@@ -237,3 +237,13 @@ def test_the_image_installs_no_embedded_server() -> None:
         line for line in (ROOT / "Dockerfile").read_text().splitlines() if "pip install" in line
     ]
     assert installs and not [line for line in installs if "embedded" in line]
+
+
+def test_two_joins_in_one_process_keep_the_server_until_both_leave(tmp_path: Path) -> None:
+    first = EmbeddedPostgres(tmp_path / "data").join()
+    second = EmbeddedPostgres(tmp_path / "data").join()
+    first.leave()
+    assert second.running
+    assert second.psql("SELECT 1").strip() == "1"
+    second.leave()
+    assert not second.running

@@ -129,7 +129,7 @@ async def test_many_concurrent_upserts_of_one_external_id_leave_one_article(
     ]
     assert statuses.count("created") == 1
     ids = {r.json()["id"] for r in responses[:16]}
-    ids |= {r.json()["items"][0]["article"]["id"] for r in responses[16:]}
+    ids |= {r.json()["items"][0]["id"] for r in responses[16:]}
     assert len(ids) == 1
     listed = (await client.get("/v1/articles", params={"limit": 100})).json()["items"]
     assert sorted(a["external_id"] for a in listed) == sorted(["race", "o-0", "o-1", "o-2", "o-3"])

@@ -39,6 +39,8 @@ async def test_requests_past_the_limit_are_shed_at_once_and_probes_still_answer(
             assert shed_in_s < 0.5
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/readyz")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+            assert "related_http_requests_shed_total 1.0" in metrics
 
             release.set()
             assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]

@@ -40,8 +40,6 @@ async def test_metrics_count_requests_per_route_template(
     for ref in ("m-1", "m-2", "missing"):
         await client.get(f"/v1/articles/{ref}")
     await client.get("/v1/articles/m-1/related")
-    # A draft is encoded by this app's own encoder: the stored articles may not be, when another
-    # app on the same database (the browser tests' live server) claims them for its worker.
     await client.post("/v1/related", json={"title": "Metrics draft about a story"})
     await client.get("/no/such/path/123")
 
@@ -66,8 +64,8 @@ async def test_metrics_count_requests_per_route_template(
     assert not any("/no/such" in str(labels) for _, labels in after)
 
     assert grew("related_embedding_batch_duration_seconds_count") >= 1
-    # At least the draft; the two articles count here only if this app's worker embedded them.
-    assert grew("related_embedding_texts_total") >= 1
+    # The draft and the two articles: this app's worker is the only one on its database.
+    assert grew("related_embedding_texts_total") == 3
     assert ("related_embedding_queue_depth", frozenset({("queue", "encoder")})) in after
     assert ("related_embedding_queue_depth", frozenset({("queue", "database")})) in after
     assert value(after, "related_db_pool_size") == settings.db_pool_size

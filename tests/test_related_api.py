@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import EXAMPLES, article
+from tests.conftest import EXAMPLES, CountingEmbedder, article
 
 
 def load_examples() -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ async def test_near_topic_distractors_rank_below_the_story(
 
 
 async def test_vector_ranking_is_by_score_and_never_the_article_itself(
-    client: AsyncClient, examples: list[dict[str, Any]]
+    client: AsyncClient, examples: list[dict[str, Any]], embedder: CountingEmbedder
 ) -> None:
     response = await client.get(
         "/v1/articles/demo-wildfire-2/related", params={"limit": 100, "ranking": "vector"}
@@ -74,7 +74,7 @@ async def test_vector_ranking_is_by_score_and_never_the_article_itself(
     assert len(body["items"]) == len(examples) - 1
     assert "demo-wildfire-2" not in {r["external_id"] for r in body["items"]}
     assert body["article"]["external_id"] == "demo-wildfire-2"
-    assert body["model"] == "all-MiniLM-L6-v2"
+    assert body["model"] == embedder.name
     assert set(body["items"][0]) == {
         "id",
         "external_id",

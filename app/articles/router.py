@@ -75,6 +75,8 @@ async def upsert_article(
 
 @router.post(
     "/batch",
+    response_model=BatchOut,
+    response_model_exclude_unset=True,
     responses={413: {"model": ErrorResponse, "description": "Too many articles or bytes"}},
 )
 async def upsert_batch(
@@ -83,9 +85,14 @@ async def upsert_batch(
     settings: SettingsDep,
     waiter: EmbeddingWaiterDep,
     wait: WaitParam = False,
+    full: Annotated[
+        bool, Query(description="Each result also carries the whole stored `article`.")
+    ] = False,
 ) -> BatchOut:
     """Create or update up to 1,000 articles; one result per item, in the order sent.
 
+    Each result is compact: `index`, `id`, `external_id`, `status` (created, updated,
+    unchanged or error), `embedding_status` and `error`. `?full=true` adds the stored `article`.
     Invalid items get an `error` result and do not stop the valid ones from being stored.
     """
     limit = settings.max_batch_articles
@@ -103,17 +110,39 @@ async def upsert_batch(
         for r in stored:
             r.article = fresh.get(r.article.id, r.article)
     items = [
-        BatchItemResult(index=i, status="error", error=err.body()) for i, err in errors.items()
+        BatchItemResult(
+            index=i,
+            id=None,
+            external_id=batch_external_id(batch.articles[i]),
+            status="error",
+            embedding_status=None,
+            error=err.body(),
+        )
+        for i, err in errors.items()
     ]
-    items += [
-        BatchItemResult(index=i, status=r.status, article=ArticleOut.model_validate(r.article))
-        for (i, _), r in zip(valid, stored, strict=True)
-    ]
+    for (i, _), r in zip(valid, stored, strict=True):
+        result = BatchItemResult(
+            index=i,
+            id=r.article.id,
+            external_id=r.article.external_id,
+            status=r.status,
+            embedding_status=r.article.embedding_status,
+            error=None,
+        )
+        if full:  # set only when asked: unset fields are left out of the answer
+            result.article = ArticleOut.model_validate(r.article)
+        items.append(result)
     items.sort(key=lambda result: result.index)
     counts = {name: 0 for name in ("created", "updated", "unchanged", "error")}
     for result in items:
         counts[result.status] += 1
     return BatchOut(items=items, counts=counts)
+
+
+def batch_external_id(item: object) -> str | None:
+    """The external_id an invalid item was sent with, so the caller can match the error."""
+    value = item.get("external_id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None
 
 
 @router.get("", responses={422: ERRORS[422]})

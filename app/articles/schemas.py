@@ -147,10 +147,21 @@ class BatchIn(BaseModel):
 
 
 class BatchItemResult(BaseModel):
-    index: int
+    index: int = Field(description="The item's position in the request.")
+    id: uuid.UUID | None = Field(description="Our id of the stored article; null for an error.")
+    external_id: str | None = Field(
+        description="The item's external_id (when it had one, even in an error)."
+    )
     status: UpsertStatus | Literal["error"]
-    article: ArticleOut | None = None
-    error: ErrorBody | None = None
+    embedding_status: EmbeddingStatus | None = Field(
+        description="As in the article (pending, ready, failed); null for an error."
+    )
+    error: ErrorBody | None = Field(default=None, description="Why the item was not stored.")
+    # A batch of long articles echoed back whole is as big as the request (5 MB in, 5 MB out):
+    # the article only when the caller asks for it.
+    article: ArticleOut | None = Field(
+        default=None, description="The stored article, only with `?full=true`."
+    )
 
 
 class BatchOut(BaseModel):

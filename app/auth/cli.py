@@ -6,9 +6,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from app.auth.models import Scope
+from app.auth.models import KeyKind, Scope
 from app.auth.repository import ApiKeyRepository
-from app.auth.service import ApiKeyService
+from app.auth.service import ApiKeyService, normalize_origin
 from app.core.config import get_settings
 
 keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -33,25 +33,63 @@ def _with_service(work: Callable[[ApiKeyService], Awaitable[T]]) -> T:
 @keys_cli.command("create")
 def create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    scope: Annotated[list[Scope], typer.Option(help="read, write or admin (repeatable).")],
+    scope: Annotated[
+        list[Scope] | None, typer.Option(help="read, write or admin (repeatable).")
+    ] = None,
+    publishable: Annotated[
+        bool,
+        typer.Option(
+            "--publishable",
+            help="A key to put in web pages (the related box): read only, accepted only from "
+            "the --origin pages, rate limited per reader.",
+        ),
+    ] = False,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(help="An origin a publishable key works from: https://www.example.com."),
+    ] = None,
 ) -> None:
     """Make a key and print its token, once: only its hash is stored."""
     if not name.strip():
         raise typer.BadParameter("must not be blank", param_hint="--name")
-    key, token = _with_service(lambda service: service.create(name.strip(), scope))
-    typer.echo(f"id {key.id}, scopes {','.join(key.scopes)}", err=True)
+    scopes = scope or []
+    if publishable:
+        if set(scopes) - {Scope.READ}:
+            raise typer.BadParameter("a publishable key can only read", param_hint="--scope")
+        if not origin:
+            raise typer.BadParameter("a publishable key needs one", param_hint="--origin")
+        try:
+            origins = [normalize_origin(o) for o in origin]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--origin") from None
+    else:
+        if origin:
+            raise typer.BadParameter("only with --publishable", param_hint="--origin")
+        if not scopes:
+            raise typer.BadParameter("give at least one", param_hint="--scope")
+    key, token = _with_service(
+        lambda service: service.create(
+            name.strip(), scopes or [Scope.READ], origins if publishable else None
+        )
+    )
+    described = f"id {key.id}, scopes {','.join(key.scopes)}"
+    if publishable:
+        described += f", publishable from {', '.join(key.origins)}"
+    typer.echo(described, err=True)
     typer.echo(token)
 
 
 @keys_cli.command("list")
 def list_keys() -> None:
-    """Every key: id, name, scopes, created, revoked (never the token)."""
+    """Every key: id, name, scopes, created, revoked, origins (never the token)."""
     keys = _with_service(lambda service: service.list())
     for key in keys:
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "active"
+        # A secret key works from anywhere; a publishable one from its origins only.
+        origins = ",".join(key.origins) if key.kind == KeyKind.PUBLISHABLE else "-"
         typer.echo(
             f"{key.id}\t{key.name}\t{','.join(key.scopes)}\t"
-            f"{key.created_at.isoformat(timespec='seconds')}\t{revoked}"
+            f"{key.created_at.isoformat(timespec='seconds')}\t{revoked}\t{origins}"
         )
 
 

@@ -15,6 +15,12 @@ class Scope(StrEnum):
     ADMIN = "admin"  # everything
 
 
+class KeyKind(StrEnum):
+    SECRET = "secret"  # kept on servers: any scopes
+    # Put in web pages: read only, accepted only from its origins, limited per visitor.
+    PUBLISHABLE = "publishable"
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
@@ -27,3 +33,10 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     revoked_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(
+        String(16), default=KeyKind.SECRET.value, server_default=KeyKind.SECRET.value
+    )
+    # The browser origins (scheme://host[:port]) a publishable key is accepted from.
+    origins: Mapped[list[str]] = mapped_column(
+        ARRAY(String(255)), default=list, server_default="{}"
+    )

@@ -1,6 +1,7 @@
 """Request body size limit, enforced before the body is parsed (also for chunked uploads), and
 the configurable text length limits."""
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException
@@ -84,11 +85,25 @@ class LoadSheddingMiddleware:
     queues (the database pool's, the encoder's) while its client has given up. Request headers
     over ``max_header_bytes`` in all are a 431."""
 
-    def __init__(self, app: ASGIApp, max_concurrent: int, max_header_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_concurrent: int,
+        max_header_bytes: int,
+        on_shed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.app = app
         self.max_concurrent = max_concurrent
         self.max_header_bytes = max_header_bytes
+        self.on_shed = on_shed
         self.in_progress = 0
+        # Made once: a burst is shed at the cost of a counter and a send.
+        self.overloaded = error_response(
+            503,
+            "overloaded",
+            "Too many requests in progress; retry shortly",
+            headers={"Retry-After": "1"},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
@@ -104,13 +119,8 @@ class LoadSheddingMiddleware:
             await response(scope, receive, send)
             return
         if self.in_progress >= self.max_concurrent:
-            response = error_response(
-                503,
-                "overloaded",
-                "Too many requests in progress; retry shortly",
-                headers={"Retry-After": "1"},
-            )
-            await response(scope, receive, send)
+            self.on_shed()
+            await self.overloaded(scope, receive, send)
             return
         self.in_progress += 1
         try:

@@ -26,10 +26,11 @@ import os
 import pwd
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,10 @@ def old_data_directory_message(data_dir: Path, version: str) -> str:
 class EmbeddedPostgres:
     """The private server of one data directory (see the module docstring)."""
 
+    # Joins of this process per data directory: the file lists processes, not joins, so the
+    # process leaves the file only when its last join leaves.
+    _joins_here: ClassVar[Counter[Path]] = Counter()
+
     def __init__(self, data_dir: Path, server_settings: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.pgdata = self.data_dir / PGDATA_NAME
@@ -160,6 +165,7 @@ class EmbeddedPostgres:
             me = (os.getpid(), _process_start(os.getpid()) or 0.0)
             self._save_users([u for u in self._users() if u != me] + [me])
             self.joined = True
+            self._joins_here[self.data_dir] += 1
         # A command that exits without leaving (an error, sys.exit) still leaves.
         atexit.register(self.leave)
         self.create_database(DATABASE_NAME)
@@ -173,6 +179,9 @@ class EmbeddedPostgres:
         self.joined = False
         atexit.unregister(self.leave)
         with self._locked():
+            self._joins_here[self.data_dir] -= 1
+            if self._joins_here[self.data_dir] > 0:
+                return  # another join of this process still uses it
             me = os.getpid()
             users = [u for u in self._users() if u[0] != me]
             self._save_users(users)

@@ -62,3 +62,21 @@ def setup_logging(level: str, fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Dependencies' start-up chatter at info: Alembic lists its seven autogenerate plugins
+    # (when migrations are imported) and sentence-transformers names the model directory, which
+    # app.embedding.model's own line says better. Their warnings still show.
+    for name in ("alembic.runtime.plugins", "sentence_transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, AlembicChatterFilter) for f in migration.filters):
+        migration.addFilter(AlembicChatterFilter())
+
+
+class AlembicChatterFilter(logging.Filter):
+    """Drops the two lines Alembic writes on every run ("Context impl PostgresqlImpl.", "Will
+    assume transactional DDL."); keeps the ones that say a migration ran."""
+
+    CHATTER = ("Context impl %s.", "Will assume %s DDL.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.CHATTER

@@ -34,6 +34,12 @@ class Metrics:
             buckets=ENCODE_BUCKETS,
             registry=self.registry,
         )
+        self.shed = Counter(
+            "related_http_requests_shed",
+            "Requests answered 503 overloaded at once: the process had "
+            "RELATED_MAX_CONCURRENT_REQUESTS in progress.",
+            registry=self.registry,
+        )
         self.encoded_texts = Counter(
             "related_embedding_texts", "Texts encoded by the model.", registry=self.registry
         )

@@ -190,6 +190,18 @@ class PipelineRepository:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
+    async def compact_counts(self) -> None:
+        """embedding_counts summed into one row per (status, model). Writers only append to it,
+        so it grows with every statement until a reader compacts it; rows appended meanwhile
+        are outside this statement's snapshot and stay as they are."""
+        await self.session.execute(
+            text(
+                "WITH changes AS (DELETE FROM embedding_counts RETURNING *) "
+                "INSERT INTO embedding_counts SELECT embedding_status, embedding_model, "
+                "sum(articles) FROM changes GROUP BY 1, 2 HAVING sum(articles) <> 0"
+            )
+        )
+
     async def pending_among(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not ids:
             return set()
@@ -200,10 +212,12 @@ class PipelineRepository:
         return set(result)
 
     async def queue_counts(self) -> QueueCounts:
+        """From embedding_counts (app.pipeline.models), not from the articles themselves; the
+        oldest pending article from the pending rows' partial index."""
         rows = await self.session.execute(
             text(
-                "SELECT embedding_status, embedding_model, count(*) FROM articles "
-                "GROUP BY embedding_status, embedding_model"
+                "SELECT embedding_status, embedding_model, sum(articles) FROM embedding_counts "
+                "GROUP BY embedding_status, embedding_model HAVING sum(articles) <> 0"
             )
         )
         counts = QueueCounts({(status, model): int(n) for status, model, n in rows.all()})

@@ -88,8 +88,11 @@ class PendingGauge:
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
-        async with self.database.sessions() as session:
-            self.value = float((await queue_counts(session)).status("pending"))
+        async with self.database.sessions() as session, session.begin():
+            repository = PipelineRepository(session)
+            # Each process compacts the counts as it reads them: a few rows to sum per read.
+            await repository.compact_counts()
+            self.value = float((await repository.queue_counts()).status("pending"))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pending-gauge")

@@ -189,19 +189,41 @@ function renderItems(list, items) {
   }
 }
 
+function relatedTo(article) {
+  return api(
+    `/articles/${encodeURIComponent(article.id)}/related` +
+      `?limit=${RELATED_LIMIT}&min_score=${MIN_SCORE}`,
+  );
+}
+
+function showRelated(result) {
+  const status = byId("related-status");
+  renderItems(byId("related-list"), result.items);
+  clearStatus(status, result.items.length ? "" : "No other coverage of this story yet.");
+  status.hidden = result.items.length > 0;
+  document.body.dataset.related = "ready";
+}
+
+// The page without ?article= opens on the newest story that has other coverage: the newest
+// article of all may be a one-off (an empty box is a poor first look at a related box). Asks
+// newest first and stops at the first with related articles; the newest if none has any.
+async function newestWithCoverage(articles) {
+  for (const article of articles) {
+    try {
+      const related = await relatedTo(article);
+      if (related.items.length) return { article, related };
+    } catch (err) {
+      // Not embedded yet, say: try the next one; the newest's own error shows if none works.
+    }
+  }
+  return { article: articles[0] || null, related: null };
+}
+
 async function loadRelated(article, attempt = 0) {
   const status = byId("related-status");
-  const list = byId("related-list");
   document.body.dataset.related = "loading";
   try {
-    const result = await api(
-      `/articles/${encodeURIComponent(article.id)}/related` +
-        `?limit=${RELATED_LIMIT}&min_score=${MIN_SCORE}`,
-    );
-    renderItems(list, result.items);
-    clearStatus(status, result.items.length ? "" : "No other coverage of this story yet.");
-    status.hidden = result.items.length > 0;
-    document.body.dataset.related = "ready";
+    showRelated(await relatedTo(article));
   } catch (err) {
     if (err.status === 409 && attempt < PENDING_RETRIES) {
       showError(status, err);
@@ -213,14 +235,15 @@ async function loadRelated(article, attempt = 0) {
   }
 }
 
-async function loadLatest(current) {
+async function loadLatest(current, latest) {
   const nav = byId("latest");
   try {
-    const page = await api(`/articles?limit=${LATEST_LIMIT}`);
+    const page = latest || (await api(`/articles?limit=${LATEST_LIMIT}`));
     for (const article of page.items) {
       const link = document.createElement("a");
       link.href = storyLink(article);
       link.textContent = article.title;
+      link.title = article.title; // the strip cuts long headlines short
       if (current && article.id === current.id) link.setAttribute("aria-current", "page");
       nav.append(link);
     }
@@ -233,12 +256,14 @@ async function loadStory() {
   const ref = new URLSearchParams(window.location.search).get("article");
   const failure = byId("story-error");
   let article = null;
+  let latest = null;
+  let related = null;
   try {
     if (ref) {
       article = await api(`/articles/${encodeURIComponent(ref)}`);
     } else {
-      const page = await api("/articles?limit=1");
-      article = page.items[0] || null;
+      latest = await api(`/articles?limit=${LATEST_LIMIT}`);
+      ({ article, related } = await newestWithCoverage(latest.items));
       if (!article) {
         byId("story-title").textContent = "No stories yet";
         failure.textContent =
@@ -251,10 +276,11 @@ async function loadStory() {
     byId("story-title").textContent = "This story could not be loaded";
     showError(failure, err);
   }
-  loadLatest(article);
+  loadLatest(article, latest);
   if (article) {
     renderStory(article);
-    await loadRelated(article);
+    if (related) showRelated(related);
+    else await loadRelated(article);
   } else {
     showError(byId("related-status"), new ApiError(0, "no_article", "No story to relate to."));
     document.body.dataset.related = "error";

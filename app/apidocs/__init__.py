@@ -1,0 +1,1 @@
+"""/docs and /redoc with their assets served by the service itself (they work offline)."""

@@ -1,0 +1,1 @@
+"""The embeddable related box: ``/widget.js``, a web component any site can put on a page."""
