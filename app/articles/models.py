@@ -87,7 +87,7 @@ class Article(Base):
     )
 
     # SEARCH_DOCUMENT of the row, written by the trigger articles_fill_search_vector whenever
-    # the title, body or summary is written (migrations 0002, 0012): a plain column rather than
+    # the title, body or summary is written (migrations 0002, 0014): a plain column rather than
     # a generated one, which could not be added to a large table without rewriting it under a
     # lock. The ORM never writes it. Deferred: only the word statistics read it (ANALYZE).
     search_vector: Mapped[str | None] = mapped_column(TSVECTOR, deferred=True)

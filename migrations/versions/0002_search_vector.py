@@ -4,7 +4,7 @@ A plain column kept by a trigger (articles_fill_search_vector) whenever the titl
 summary is written, and filled for existing rows in committed chunks. (It was first a STORED
 generated column: adding one rewrites the whole table under an ACCESS EXCLUSIVE lock, which
 stops every read and write of a large table for minutes. Databases made that way are turned to
-the same trigger by migration 0012, without a rewrite.)
+the same trigger by migration 0014, without a rewrite.)
 
 Online: the column is added without a default (a catalog change), the trigger in the same
 short transaction, so every row written from then on is filled; the rows before are filled in

@@ -7,8 +7,8 @@ DROP EXPRESSION keeps the stored values and changes only the catalog (no rewrite
 transaction, with the trigger created in it, so no row is written in between without its
 lexemes. On a database of the second kind it changes nothing.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-04
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
