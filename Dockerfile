@@ -1,4 +1,5 @@
-# CPU-only image: migrates the database, then serves the API on port 8000. DATABASE_URL is
+# CPU-only image: serves the API on port 8000 (`related db upgrade`, run as its own step before a
+# release's processes start, migrates: the compose file's `migrate` service). DATABASE_URL is
 # required: the image has no embedded PostgreSQL (the `embedded` extra is not installed), so it
 # exits with a clear error instead of keeping articles in a private database.
 FROM python:3.11-slim
@@ -10,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     RELATED_HOST=0.0.0.0 \
-    RELATED_PORT=8000
+    RELATED_PORT=8000 \
+    RELATED_MIGRATE_ON_START=false
 
 WORKDIR /srv/related
 
@@ -30,4 +32,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"
 
-CMD ["sh", "-c", "related db upgrade && exec related serve"]
+# Not migrating here: every replica of every release would try at each start. Migrations are a
+# release step (docs/operations.md, "Migrations"): `docker run ... related db upgrade`.
+CMD ["related", "serve"]

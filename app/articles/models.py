@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     CheckConstraint,
-    Computed,
     Index,
     Integer,
     LargeBinary,
@@ -87,10 +86,11 @@ class Article(Base):
         default=utcnow, server_default=func.now()
     )
 
-    # Deferred: only related ranking reads it, and it is as large as the text.
-    search_vector: Mapped[str | None] = mapped_column(
-        TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True
-    )
+    # SEARCH_DOCUMENT of the row, written by the trigger articles_fill_search_vector whenever
+    # the title, body or summary is written (migrations 0002, 0014): a plain column rather than
+    # a generated one, which could not be added to a large table without rewriting it under a
+    # lock. The ORM never writes it. Deferred: only the word statistics read it (ANALYZE).
+    search_vector: Mapped[str | None] = mapped_column(TSVECTOR, deferred=True)
     # The same words as related ranking reads them (app.related.terms): 8-byte hashes and
     # 2-byte counts. Written by the trigger articles_fill_lexemes (migrations 0005, 0007)
     # whenever the title, body or summary is written.

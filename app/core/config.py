@@ -40,8 +40,12 @@ class Settings(BaseSettings):
         description="Where the embedded PostgreSQL keeps its data (used without DATABASE_URL); "
         "the same whatever the current directory, so every `related` command finds it.",
     )
+    # True for development (`make run`, the embedded server): a fresh checkout just works. The
+    # image sets it false: in production migrations are a release step (`related db upgrade`).
     migrate_on_start: bool = Field(
-        default=True, description="Run `alembic upgrade head` when the service starts."
+        default=True,
+        description="Run `related db upgrade` when a process starts (one at a time: the "
+        "migrators take turns). The container image sets false.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)

@@ -12,6 +12,11 @@ The statistics target of `search_vector` is pinned at 100 whatever the server's 
 then keeps its 1,000 most common lexemes, the corpus word statistics related ranking reads
 (app.related.statistics), as measured.
 
+Online: the columns, the function and the trigger's new body in one short transaction (no
+rewrite; rows written from then on are filled), the rows before filled in committed chunks from
+their search_vector, then the old columns dropped (a catalog change). The downgrade fills
+lexemes the same way.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-27
@@ -19,9 +24,9 @@ Create Date: 2026-11-27
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from app.db.online import backfill
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -33,7 +38,8 @@ depends_on: str | Sequence[str] | None = None
 # statement: called from the trigger, a non-inlined SQL function is planned again for every row
 # (0.2 to 0.3 ms per insert; inlined, 0.06: 2,000 headlines with the trigger, psql timing).
 TERMS = """
-CREATE FUNCTION tsvector_terms(document tsvector) RETURNS TABLE (hashes bytea, counts bytea)
+CREATE OR REPLACE FUNCTION tsvector_terms(document tsvector)
+RETURNS TABLE (hashes bytea, counts bytea)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(string_agg(int8send(hashtextextended(u.lexeme, 0)), ''::bytea ORDER BY u.n),
                     ''::bytea),
@@ -71,34 +77,46 @@ $$
 
 
 def upgrade() -> None:
-    op.add_column("articles", sa.Column("term_hashes", sa.LargeBinary(), nullable=True))
-    op.add_column("articles", sa.Column("term_counts", sa.LargeBinary(), nullable=True))
-    op.add_column("articles", sa.Column("body_words", sa.Integer(), nullable=True))
+    # Written to run again from the start (migrations/env.py retries a run that gave up on a
+    # lock; a stopped backfill resumes).
+    op.execute(
+        "ALTER TABLE articles ADD COLUMN IF NOT EXISTS term_hashes bytea, "
+        "ADD COLUMN IF NOT EXISTS term_counts bytea, ADD COLUMN IF NOT EXISTS body_words integer"
+    )
     op.execute(TERMS)
     op.execute(FILL)
-    # search_vector is the same document, already computed.
+    with op.get_context().autocommit_block():
+        # search_vector is the same document, already computed.
+        backfill(
+            op.get_bind(),
+            "body_words = regexp_count(body, '\\S+'), (term_hashes, term_counts) = "
+            "(SELECT t.hashes, t.counts FROM tsvector_terms(search_vector) AS t)",
+            "term_hashes IS NULL",
+            "0007 term_hashes",
+        )
     op.execute(
-        "UPDATE articles SET body_words = regexp_count(body, '\\S+'), "
-        "(term_hashes, term_counts) = "
-        "(SELECT t.hashes, t.counts FROM tsvector_terms(search_vector) AS t)"
+        "ALTER TABLE articles DROP COLUMN IF EXISTS lexeme_counts, DROP COLUMN IF EXISTS lexemes"
     )
-    op.drop_column("articles", "lexeme_counts")
-    op.drop_column("articles", "lexemes")
     op.execute("ALTER TABLE articles ALTER COLUMN search_vector SET STATISTICS 100")
 
 
 def downgrade() -> None:
     op.execute("ALTER TABLE articles ALTER COLUMN search_vector SET STATISTICS -1")
-    op.add_column("articles", sa.Column("lexemes", postgresql.ARRAY(sa.Text()), nullable=True))
-    op.add_column(
-        "articles", sa.Column("lexeme_counts", postgresql.ARRAY(sa.Integer()), nullable=True)
+    op.execute(
+        "ALTER TABLE articles ADD COLUMN IF NOT EXISTS lexemes text[], "
+        "ADD COLUMN IF NOT EXISTS lexeme_counts integer[]"
     )
     op.execute(FILL_0005)
+    with op.get_context().autocommit_block():
+        backfill(
+            op.get_bind(),
+            "lexemes = tsvector_to_array(search_vector), lexeme_counts = "
+            "ARRAY(SELECT cardinality(u.positions) FROM unnest(search_vector) AS u)",
+            "lexemes IS NULL",
+            "0007 down: lexemes",
+        )
+    op.execute("DROP FUNCTION IF EXISTS tsvector_terms(tsvector)")
     op.execute(
-        "UPDATE articles SET lexemes = tsvector_to_array(search_vector), lexeme_counts = "
-        "ARRAY(SELECT cardinality(u.positions) FROM unnest(search_vector) AS u)"
+        "ALTER TABLE articles DROP COLUMN IF EXISTS body_words, "
+        "DROP COLUMN IF EXISTS term_counts, DROP COLUMN IF EXISTS term_hashes"
     )
-    op.execute("DROP FUNCTION tsvector_terms(tsvector)")
-    op.drop_column("articles", "body_words")
-    op.drop_column("articles", "term_counts")
-    op.drop_column("articles", "term_hashes")

@@ -4,6 +4,9 @@ The ranking weighs the article's headline words more (app.related.rerank). Compu
 request cost a to_tsvector and tsvector_terms() call on every related lookup (about 0.2 ms, and
 4 ms on a connection's first use while the dictionary loads); stored, they are a column read.
 
+Online: the column and the trigger's new body in one short transaction (no rewrite; rows written
+from then on are filled), the rows before filled in committed chunks.
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-27
@@ -11,8 +14,9 @@ Create Date: 2026-11-27
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from app.db.online import backfill
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -49,14 +53,20 @@ $$
 
 
 def upgrade() -> None:
-    op.add_column("articles", sa.Column("title_hashes", sa.LargeBinary(), nullable=True))
+    # Written to run again from the start (migrations/env.py retries a run that gave up on a
+    # lock; a stopped backfill resumes).
+    op.execute("ALTER TABLE articles ADD COLUMN IF NOT EXISTS title_hashes bytea")
     op.execute(FILL)
-    op.execute(
-        "UPDATE articles SET title_hashes = (SELECT t.hashes "
-        "FROM tsvector_terms(to_tsvector('english'::regconfig, title)) AS t)"
-    )
+    with op.get_context().autocommit_block():
+        backfill(
+            op.get_bind(),
+            "title_hashes = (SELECT t.hashes "
+            "FROM tsvector_terms(to_tsvector('english'::regconfig, title)) AS t)",
+            "title_hashes IS NULL",
+            "0008 title_hashes",
+        )
 
 
 def downgrade() -> None:
     op.execute(FILL_0007)
-    op.drop_column("articles", "title_hashes")
+    op.execute("ALTER TABLE articles DROP COLUMN IF EXISTS title_hashes")

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from app.db.online import no_lock_timeout
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -37,18 +39,21 @@ NAME = "ix_articles_embedding_hnsw"
 
 def _rebuild(ef_construction: int) -> None:
     with op.get_context().autocommit_block():
-        # A build interrupted earlier leaves an invalid index of this name behind.
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NAME}_next")
-        op.create_index(
-            f"{NAME}_next",
-            "articles",
-            ["embedding"],
-            postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": ef_construction},
-            postgresql_ops={"embedding": "vector_cosine_ops"},
-            postgresql_concurrently=True,
-        )
-        op.drop_index(NAME, table_name="articles", postgresql_concurrently=True)
+        # The build waits for older transactions, blocking nobody: no lock timeout.
+        with no_lock_timeout(op.get_bind()):
+            # A build interrupted earlier leaves an invalid index of this name behind.
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NAME}_next")
+            op.create_index(
+                f"{NAME}_next",
+                "articles",
+                ["embedding"],
+                postgresql_using="hnsw",
+                postgresql_with={"m": 16, "ef_construction": ef_construction},
+                postgresql_ops={"embedding": "vector_cosine_ops"},
+                postgresql_concurrently=True,
+            )
+            # IF EXISTS: a run stopped between this drop and the rename runs again.
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NAME}")
         op.execute(f"ALTER INDEX {NAME}_next RENAME TO {NAME}")
 
 

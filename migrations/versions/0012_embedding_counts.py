@@ -15,7 +15,6 @@ Create Date: 2026-12-04
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
@@ -24,7 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 DELTAS = """
-CREATE FUNCTION articles_count_embedding() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION articles_count_embedding() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO embedding_counts
@@ -47,7 +46,7 @@ $$
 """
 
 EMPTIED = """
-CREATE FUNCTION articles_truncate_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION articles_truncate_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM embedding_counts;
     RETURN NULL;
@@ -65,19 +64,21 @@ TRIGGERS = {
 
 
 def upgrade() -> None:
-    op.create_table(
-        "embedding_counts",
-        sa.Column("embedding_status", sa.String(length=16), nullable=False),
-        sa.Column("embedding_model", sa.Text(), nullable=True),
-        sa.Column("articles", sa.BigInteger(), nullable=False),
+    # Written to run again from the start (migrations/env.py retries a run that gave up on a
+    # lock; one stopped after the triggers were committed is finished by the next run).
+    op.execute(
+        "CREATE TABLE IF NOT EXISTS embedding_counts (embedding_status varchar(16) NOT NULL, "
+        "embedding_model text, articles bigint NOT NULL)"
     )
     op.execute(DELTAS)
     op.execute(EMPTIED)
     for name, when in TRIGGERS.items():
+        op.execute(f"DROP TRIGGER IF EXISTS {name} ON articles")
         op.execute(
             f"CREATE TRIGGER {name} {when} FOR EACH STATEMENT "
             "EXECUTE FUNCTION articles_count_embedding()"
         )
+    op.execute("DROP TRIGGER IF EXISTS articles_truncate_counts ON articles")
     op.execute(
         "CREATE TRIGGER articles_truncate_counts AFTER TRUNCATE ON articles "
         "FOR EACH STATEMENT EXECUTE FUNCTION articles_truncate_counts()"
@@ -92,7 +93,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for name in (*TRIGGERS, "articles_truncate_counts"):
-        op.execute(f"DROP TRIGGER {name} ON articles")
-    op.execute("DROP FUNCTION articles_truncate_counts()")
-    op.execute("DROP FUNCTION articles_count_embedding()")
-    op.drop_table("embedding_counts")
+        op.execute(f"DROP TRIGGER IF EXISTS {name} ON articles")
+    op.execute("DROP FUNCTION IF EXISTS articles_truncate_counts()")
+    op.execute("DROP FUNCTION IF EXISTS articles_count_embedding()")
+    op.execute("DROP TABLE IF EXISTS embedding_counts")
