@@ -29,15 +29,6 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPos
     server.leave()
 
 
-def stop(server: EmbeddedPostgres) -> None:
-    # fast: connections are cut at once, as when the server crashes or is restarted.
-    server.stop()
-
-
-def start(server: EmbeddedPostgres) -> None:
-    server.ensure_running()
-
-
 @pytest.fixture
 async def fault_app(own_server: Any, settings: Settings, embedder: Any) -> AsyncIterator[Any]:
     url = to_async_url(own_server.url("related_faults"))
@@ -73,9 +64,10 @@ async def test_database_down_fails_fast_with_503_recovers_and_loses_nothing(
             await post_one(http)
         assert len(acknowledged) == 5
 
-        # Traffic keeps coming while the server stops.
+        # Traffic keeps coming while the server stops ("fast": connections cut at once, as in a
+        # crash or a restart).
         writers = asyncio.gather(*(post_one(http) for _ in range(8)))
-        await asyncio.gather(writers, asyncio.to_thread(stop, own_server))
+        await asyncio.gather(writers, asyncio.to_thread(own_server.stop))
         for _ in range(4):
             await post_one(http)
         during, after = answers[5:13], answers[13:]
@@ -92,7 +84,7 @@ async def test_database_down_fails_fast_with_503_recovers_and_loses_nothing(
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"]["status"] == "fail"
 
-        await asyncio.to_thread(start, own_server)
+        await asyncio.to_thread(own_server.ensure_running)
         # Recovery needs no restart of the service: the pool drops dead connections itself.
         deadline = time.monotonic() + 30
         while True:
