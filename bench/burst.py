@@ -26,9 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvloop
@@ -59,8 +60,8 @@ class OneRequest(asyncio.Protocol):
         self.started = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self) -> None:
         assert self.transport is not None
@@ -100,19 +101,22 @@ def summary(times: list[float]) -> dict[str, float | None]:
 
 async def burst(port: int, paths: list[str], size: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+
+    def factory(path: str) -> Callable[[], OneRequest]:
+        request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        return lambda: OneRequest(request)
+
     connections = await asyncio.gather(
         *(
-            loop.create_connection(
-                lambda i=i: OneRequest(
-                    f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
-                ),
-                "127.0.0.1",
-                port,
-            )
+            loop.create_connection(factory(paths[i % len(paths)]), "127.0.0.1", port)
             for i in range(size)
         )
     )
-    requests = [protocol for _, protocol in connections]
+    requests = []
+    for transport, protocol in connections:
+        # uvloop may call connection_made after create_connection has returned.
+        protocol.transport = transport
+        requests.append(protocol)
     # Every connection open (and accepted by the server) before the burst starts.
     await asyncio.sleep(0.5 + size / 1000)
     for request in requests:
