@@ -1,10 +1,13 @@
-"""Bursts of concurrent related requests against one API process: what is shed, how fast, and
+"""Bursts of concurrent related requests against API processes: what is shed, how fast, and
 how the accepted requests fare.
 
-    .venv/bin/python bench/burst.py [--bursts 64,256,1024] [--rounds 3] [--limits default,64]
+    .venv/bin/python bench/burst.py [--bursts 64,256,1024] [--rounds 3]
+        [--setups default,64,defaultx2]
 
-Starts one `related serve` process per --limits value (RELATED_MAX_CONCURRENT_REQUESTS, anonymous
-reads; each burst goes to each process in turn, so they are compared side by side) on a fresh
+Starts `related serve` processes for each --setups entry LIMIT[xPROCESSES] (LIMIT:
+RELATED_MAX_CONCURRENT_REQUESTS; PROCESSES: how many processes, as behind a load balancer, a
+burst's connections being spread over them in turn; anonymous reads). Each burst goes to each
+setup in turn, so they are compared side by side. All share one fresh
 embedded PostgreSQL in a temporary directory, loads examples/articles.jsonl (the
 real model embeds them), then for each burst size opens that many keep-alive connections and,
 once all are open, sends one `GET /v1/articles/{id}/related` on each at the same moment. Per
@@ -99,7 +102,9 @@ def summary(times: list[float]) -> dict[str, float | None]:
     }
 
 
-async def burst(port: int, paths: list[str], size: int) -> dict[str, Any]:
+async def burst(ports: list[int], paths: list[str], size: int) -> dict[str, Any]:
+    """One burst of ``size`` requests, its connections spread over ``ports`` in turn (processes
+    behind a load balancer)."""
     loop = asyncio.get_running_loop()
 
     def factory(path: str) -> Callable[[], OneRequest]:
@@ -108,7 +113,9 @@ async def burst(port: int, paths: list[str], size: int) -> dict[str, Any]:
 
     connections = await asyncio.gather(
         *(
-            loop.create_connection(factory(paths[i % len(paths)]), "127.0.0.1", port)
+            loop.create_connection(
+                factory(paths[i % len(paths)]), "127.0.0.1", ports[i % len(ports)]
+            )
             for i in range(size)
         )
     )
@@ -129,7 +136,7 @@ async def burst(port: int, paths: list[str], size: int) -> dict[str, Any]:
     accepted = [t for status, t in answers if status == 200]
     shed = [t for status, t in answers if status == 503]
     others = sorted({status for status, _ in answers} - {200, 503})
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}") as http:
         started = time.perf_counter()
         after = await http.get(paths[0])
         after_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -157,19 +164,30 @@ def start_server(env: dict[str, str], limit: int | None) -> tuple[subprocess.Pop
     return subprocess.Popen([str(RELATED), "serve", "--port", str(port)], env=env), port
 
 
+def setup(text: str) -> tuple[int | None, int]:
+    """``LIMIT[xPROCESSES]``: ``default``, ``64``, ``defaultx2``."""
+    limit, _, processes = text.partition("x")
+    return (None if limit == "default" else int(limit)), int(processes or 1)
+
+
+def setup_name(limit: int | None, processes: int) -> str:
+    return f"{limit or 'default'}x{processes}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bursts", default="64,256,1024")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--limits",
+        "--setups",
         default="default",
-        help="RELATED_MAX_CONCURRENT_REQUESTS values to compare, one process each, bursts "
-        "interleaved (`default`: the service's own)",
+        help="comma-separated LIMIT[xPROCESSES] to compare, bursts interleaved: LIMIT is "
+        "RELATED_MAX_CONCURRENT_REQUESTS (`default`: the service's own), PROCESSES the API "
+        "processes a burst's connections are spread over (1)",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.bursts.split(",")]
-    limits = [None if v == "default" else int(v) for v in args.limits.split(",")]
+    setups = [setup(v) for v in args.setups.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="related-burst-") as data_dir:
         env = {
@@ -180,15 +198,21 @@ def main() -> None:
             "HF_HUB_OFFLINE": "1",
         }
         token = create_key(env, "write")
-        servers: list[tuple[int | None, subprocess.Popen[bytes], int]] = []
+        processes: list[subprocess.Popen[bytes]] = []
+        groups: list[tuple[str, list[int]]] = []
         try:
-            for limit in limits:
-                server, port = start_server(env, limit)
-                servers.append((limit, server, port))
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-                    wait_ready(client, server)
+            for limit, count in setups:
+                ports = []
+                for _ in range(count):
+                    server, port = start_server(env, limit)
+                    processes.append(server)
+                    ports.append(port)
+                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+                        wait_ready(client, server)
+                groups.append((setup_name(limit, count), ports))
             articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
-            with httpx.Client(base_url=f"http://127.0.0.1:{servers[0][2]}", timeout=300) as client:
+            first_port = groups[0][1][0]
+            with httpx.Client(base_url=f"http://127.0.0.1:{first_port}", timeout=300) as client:
                 loaded = client.post(
                     "/v1/articles/batch?wait=true",
                     json={"articles": articles},
@@ -199,15 +223,14 @@ def main() -> None:
             runs = []
             for round_number in range(args.rounds):
                 for size in sizes:
-                    for limit, _, port in servers:
-                        result = uvloop.run(burst(port, paths, size))
-                        result["limit"] = limit or "default"
+                    for name, ports in groups:
+                        result = uvloop.run(burst(ports, paths, size))
+                        result["setup"] = name
                         result["round"] = round_number + 1
                         runs.append(result)
                         load = result["load_average"]
                         print(
-                            f"burst {size:5d} limit {result['limit']} (round {round_number + 1}, "
-                            f"load {load}): "
+                            f"burst {size:5d} {name} (round {round_number + 1}, load {load}): "
                             f"accepted {result['accepted']:4d} {result['accepted_latency']}, "
                             f"shed {result['shed']:4d} {result['shed_latency']}, "
                             f"other {result['other']} {result['other_statuses']}, "
@@ -215,9 +238,9 @@ def main() -> None:
                             flush=True,
                         )
         finally:
-            for _, server, _ in servers:
+            for server in processes:
                 server.terminate()
-            for _, server, _ in servers:
+            for server in processes:
                 server.wait(timeout=60)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -225,7 +248,7 @@ def main() -> None:
         "bench": "burst",
         "command": "bench/burst.py " + " ".join(sys.argv[1:]),
         "at": stamp,
-        "limits": [limit or "default" for limit in limits],
+        "setups": [name for name, _ in groups],
         "cores": os.cpu_count(),
         "runs": runs,
     }
