@@ -4,39 +4,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, select, tuple_
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.articles.filters import ArticleFilters, NamedParams, parse_uuid
 from app.articles.models import Article
 
-
-def parse_uuid(ref: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(ref)
-    except ValueError:
-        return None
-
-
-def metadata_filters(
-    source: Sequence[str] = (),
-    category: Sequence[str] = (),
-    language: Sequence[str] = (),
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[ColumnElement[bool]]:
-    """The WHERE clauses shared by listing and related search."""
-    clauses: list[ColumnElement[bool]] = []
-    if source:
-        clauses.append(Article.source.in_(source))
-    if category:
-        clauses.append(Article.category.in_(category))
-    if language:
-        clauses.append(Article.language.in_([lang.lower() for lang in language]))
-    if since is not None:
-        clauses.append(Article.published_at >= since)
-    if until is not None:
-        clauses.append(Article.published_at < until)
-    return clauses
+__all__ = ["ArticleRepository", "parse_uuid"]
 
 
 class ArticleRepository:
@@ -84,12 +58,17 @@ class ArticleRepository:
 
     async def list_page(
         self,
-        filters: list[ColumnElement[bool]],
+        filters: ArticleFilters,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
     ) -> list[Article]:
-        """Newest first; keyset pagination on (published_at, id) so pages never skip or repeat."""
-        stmt = select(Article).where(*filters)
+        """Newest first; keyset pagination on (published_at, id) so pages never skip or repeat.
+        The filters' clauses are the ones related search applies (app.articles.filters)."""
+        params = NamedParams()
+        clauses = filters.clauses(params)
+        stmt = select(Article)
+        if clauses:
+            stmt = stmt.where(text(" AND ".join(clauses)).bindparams(**params.values))
         if after is not None:
             stmt = stmt.where(tuple_(Article.published_at, Article.id) < tuple_(*after))
         stmt = stmt.order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)

@@ -12,13 +12,12 @@ from pydantic import (
     field_validator,
 )
 
+from app.articles.filters import FilterParams
 from app.core.errors import ErrorBody
 from app.core.schemas import (
-    MAX_FILTER_VALUES,
     Label,
     OptionalLabel,
     Timestamp,
-    TimeWindow,
     blank_is_none,
     no_nul,
 )
@@ -176,17 +175,10 @@ class ArticlePage(BaseModel):
     )
 
 
-class ArticleListQuery(TimeWindow):
+class ArticleListQuery(FilterParams):
+    """The list's filters are related search's (app.articles.filters), with its pages."""
+
     model_config = ConfigDict(extra="ignore")
 
-    source: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these sources."
-    )
-    category: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these categories."
-    )
-    language: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these languages."
-    )
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from app.articles.filters import Sites
 from app.articles.models import Article, utcnow
-from app.articles.repository import ArticleRepository, metadata_filters
+from app.articles.repository import ArticleRepository
 from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
 from app.core.config import Settings
 from app.core.errors import AppError, error_details_from_pydantic, validation_error
@@ -159,11 +160,12 @@ class ArticleService:
     async def get(self, ref: str) -> Article | None:
         return await self.repository.get_by_ref(ref)
 
-    async def list(self, query: ArticleListQuery) -> tuple[list[Article], str | None]:
+    async def list(
+        self, query: ArticleListQuery, sites: Sites = None
+    ) -> tuple[list[Article], str | None]:
+        """A page of the articles of ``sites`` (None: every site) that pass the filters."""
         after = decode_cursor(query.cursor) if query.cursor else None
-        filters = metadata_filters(
-            query.source, query.category, query.language, query.since, query.until
-        )
+        filters = query.resolve(sites)
         page = await self.repository.list_page(filters, after, query.limit + 1)
         next_cursor = encode_cursor(page[query.limit - 1]) if len(page) > query.limit else None
         return page[: query.limit], next_cursor

@@ -8,12 +8,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from app.articles.repository import parse_uuid
+from app.articles.filters import ArticleFilters, parse_uuid
 from app.db.reads import decode_vectors
 from app.related.terms import TermBatch, Terms
 
@@ -70,52 +69,17 @@ class Where:
     def sql(self) -> str:
         return " AND ".join(self.clauses) or "true"
 
+    def apply(self, filters: ArticleFilters) -> None:
+        for clause in filters.clauses(self.param):
+            self.add(clause)
+
     def or_id(self, article_id: uuid.UUID) -> None:
         """From now on: these clauses, or the one row ``article_id``."""
         self.clauses = [f"({self.sql}) OR id = {self.param(article_id)}"]
 
 
-@dataclass(frozen=True)
-class Filters:
-    """The caller's filters (app.related.schemas.RelatedFilters, resolved)."""
-
-    source: Sequence[str] = ()
-    exclude_source: Sequence[str] = ()
-    category: Sequence[str] = ()
-    language: Sequence[str] = ()
-    since: datetime | None = None
-    until: datetime | None = None
-    exclude_ids: Sequence[str] = ()
-    exclude_id: uuid.UUID | None = None  # the article asked about
-
-    @property
-    def restrictive(self) -> bool:
-        """Filters that can keep a small share of the corpus (exclusions cannot)."""
-        return bool(self.source or self.category or self.language or self.since or self.until)
-
-    def apply(self, where: Where) -> None:
-        if self.source:
-            where.add(f"source = ANY({where.param(list(self.source))}::text[])")
-        if self.exclude_source:
-            # NULL sources are not "another source" to SQL; keep them explicitly.
-            values = where.param(list(self.exclude_source))
-            where.add(f"(source IS NULL OR NOT source = ANY({values}::text[]))")
-        if self.category:
-            where.add(f"category = ANY({where.param(list(self.category))}::text[])")
-        if self.language:
-            languages = [language.lower() for language in self.language]
-            where.add(f"language = ANY({where.param(languages)}::text[])")
-        if self.since is not None:
-            where.add(f"published_at >= {where.param(self.since)}")
-        if self.until is not None:
-            where.add(f"published_at < {where.param(self.until)}")
-        if self.exclude_ids:
-            where.add(f"NOT external_id = ANY({where.param(list(self.exclude_ids))}::text[])")
-            ids = [i for i in map(parse_uuid, self.exclude_ids) if i is not None]
-            if ids:
-                where.add(f"NOT id = ANY({where.param(ids)}::uuid[])")
-        if self.exclude_id is not None:
-            where.add(f"id <> {where.param(self.exclude_id)}")
+# The one definition of the filters, shared with listing (app.articles.filters).
+Filters = ArticleFilters
 
 
 class RelatedRepository:
@@ -156,7 +120,7 @@ class RelatedRepository:
         """The planner's estimate of the rows the filters keep: statistics, no scan."""
         where = Where()
         where.add(f"embedding_model = {where.param(model)}")
-        filters.apply(where)
+        where.apply(filters)
         plan = await self.connection.fetchval(
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles WHERE {where.sql}", *where.args
         )
@@ -219,7 +183,7 @@ def nearest_sql(
         query = where.param(vector)
     # Vectors of two models are never compared.
     where.add(f"embedding_model = {model_param}")
-    filters.apply(where)
+    where.apply(filters)
     if probe is not None:
         limit += 1
     features = f", {FEATURE_COLUMNS}" if with_features else ""

@@ -30,12 +30,13 @@ and terms (app.related.terms), and app.related.rerank orders them; ``limit`` are
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import numpy as np
 
+from app.articles.filters import Sites
 from app.core.errors import AppError
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
@@ -157,21 +158,10 @@ def embedding_pending(external_id: str, embedding_model: str | None, model: str)
     )
 
 
-def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) -> Filters:
-    since = query.since
-    if query.max_age_days is not None:
-        cutoff = datetime.now(UTC) - timedelta(days=query.max_age_days)
-        since = max(since, cutoff) if since else cutoff
-    return Filters(
-        source=query.source,
-        exclude_source=query.exclude_source,
-        category=query.category,
-        language=query.language,
-        since=since,
-        until=query.until,
-        exclude_ids=query.exclude_ids,
-        exclude_id=exclude_id,
-    )
+def resolve_filters(
+    query: RelatedFilters, exclude_id: uuid.UUID | None = None, sites: Sites = None
+) -> Filters:
+    return query.resolve(sites, exclude_id)
 
 
 def related_articles(
