@@ -110,7 +110,7 @@ async def test_keys_create_list_revoke(app: Any, database_url: str) -> None:
         assert listed.returncode == 0, listed.stderr
         [line] = [row for row in listed.stdout.splitlines() if row.startswith(key_id)]
         assert line.split("\t")[1:3] == ["cms", "read,write"]
-        assert line.endswith("\tactive\t-")  # a secret key: no origins
+        assert line.endswith("\tactive\t-\tdefault")  # a secret key: no origins; `default`
         assert token.split("_", 2)[2] not in listed.stdout  # the secret is never shown again
 
         revoked = related_cli("keys", "revoke", key_id, database_url=database_url)
@@ -151,7 +151,7 @@ async def test_keys_create_publishable(app: Any, database_url: str) -> None:
     listed = related_cli("keys", "list", database_url=database_url).stdout
     [line] = [row for row in listed.splitlines() if row.startswith(key_id)]
     assert line.split("\t")[2] == "read"
-    assert line.endswith("\tactive\thttps://m.news.example,https://www.news.example")
+    assert line.endswith("\tactive\thttps://m.news.example,https://www.news.example\tdefault")
 
     for args, complaint in (
         (["--publishable", "--scope", "write", "--origin", "https://a.example"], "only read"),

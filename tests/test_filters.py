@@ -44,7 +44,7 @@ CASES: list[dict[str, Any]] = [
     {"max_age_days": 4.5},
     {"exclude_ids": ["f-2"]},
     {"exclude_source": ["Metro Wire"], "exclude_category": ["business"], "language": ["en"]},
-    # SITE_CASE
+    {"site": ["default"]},
 ]
 
 
@@ -95,9 +95,9 @@ async def test_the_filters_are_documented_alike(client: AsyncClient) -> None:
 
     listing = described("/v1/articles", "get")
     related = described("/v1/articles/{ref}/related", "get")
-    for name in ("source", "exclude_source", "category", "exclude_category",
+    for name in ("site", "source", "exclude_source", "category", "exclude_category",
                  "language", "since", "until", "max_age_days", "exclude_ids"):  # fmt: skip
         assert listing[name] and listing[name] == related[name], name
     assert "without a category are kept" in listing["exclude_category"]
     draft = spec["components"]["schemas"]["DraftIn"]["properties"]
-    assert "exclude_category" in draft
+    assert "exclude_category" in draft and "site" in draft

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,21 +18,40 @@ class ArticleRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_by_ref(self, ref: str) -> Article | None:
-        """By our id or, failing that, by the publisher's external_id."""
+    def _in_sites(self, sites: Sequence[str] | None) -> Any:
+        """The clause that keeps ``sites``' articles (None: every site): the one definition's."""
+        params = NamedParams()
+        clauses = ArticleFilters(sites=sites).clauses(params)
+        return text(" AND ".join(clauses) or "true").bindparams(**params.values)
+
+    async def get_by_ref(self, ref: str, sites: Sequence[str] | None) -> list[Article]:
+        """By our id or, failing that, by the publisher's external_id, among ``sites``' articles
+        (None: every site): one article, or none, or (by an external_id used in several of the
+        sites) each site's."""
         article_id = parse_uuid(ref)
         if article_id is not None:
-            article = await self.session.get(Article, article_id)
+            found = await self.session.scalars(
+                select(Article).where(Article.id == article_id, self._in_sites(sites))
+            )
+            article = found.one_or_none()
             if article is not None:
-                return article
-        result = await self.session.scalars(select(Article).where(Article.external_id == ref))
-        return result.one_or_none()
+                return [article]
+        result = await self.session.scalars(
+            select(Article)
+            .where(Article.external_id == ref, self._in_sites(sites))
+            .order_by(Article.site)
+        )
+        return list(result)
 
-    async def get_by_external_ids(self, external_ids: Iterable[str]) -> list[Article]:
-        ids = list(set(external_ids))
-        if not ids:
+    async def get_by_external_ids(self, keys: Iterable[tuple[str, str]]) -> list[Article]:
+        """The stored articles of these (external_id, site) pairs."""
+        pairs = list(set(keys))
+        if not pairs:
             return []
-        return list(await self.session.scalars(select(Article).where(Article.external_id.in_(ids))))
+        found = await self.session.scalars(
+            select(Article).where(tuple_(Article.external_id, Article.site).in_(pairs))
+        )
+        return list(found)
 
     async def count_failed(self, ids: Sequence[uuid.UUID]) -> int:
         failed = 0

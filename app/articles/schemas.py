@@ -12,7 +12,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.articles.filters import FilterParams
+from app.articles.filters import DEFAULT_SITE, FilterParams
 from app.core.errors import ErrorBody
 from app.core.schemas import (
     Label,
@@ -67,7 +67,12 @@ class ArticleIn(BaseModel):
         },
     )
 
-    external_id: ExternalId = Field(description="The publisher's own id; unique.")
+    external_id: ExternalId = Field(description="The publisher's own id; unique within its site.")
+    site: Label = Field(
+        default=DEFAULT_SITE,
+        description="The site the article belongs to, one of the API key's; `default` when "
+        "left out (a single publisher need not name one).",
+    )
     title: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NoNul
     ]
@@ -113,6 +118,7 @@ class ArticleOut(BaseModel):
 
     id: uuid.UUID
     external_id: str
+    site: str
     title: str
     body: str
     summary: str | None

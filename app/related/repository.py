@@ -49,6 +49,7 @@ class SourceArticle:
     embedding_error: str | None
     embedding_model: str | None
     embedded: bool  # it has a vector (of embedding_model)
+    site: str | None = None  # read when found by external_id, which may be in several sites
 
 
 class Where:
@@ -86,21 +87,28 @@ class RelatedRepository:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
 
-    async def source_article(self, ref: str) -> SourceArticle | None:
-        """By our id or, failing that, by the publisher's external_id."""
-        row = None
+    async def source_article(self, ref: str, sites: Sequence[str] | None) -> list[SourceArticle]:
+        """By our id or, failing that, by the publisher's external_id, among ``sites``'
+        articles (None: every site): one, none, or one per site using that external_id."""
+        where = Where()
+        where.apply(ArticleFilters(sites=sites))
+        in_sites = where.sql
         article_id = parse_uuid(ref)
         if article_id is not None:
             row = await self.connection.fetchrow(
-                f"SELECT {SOURCE_COLUMNS} FROM articles WHERE id = $1", article_id
+                f"SELECT {SOURCE_COLUMNS} FROM articles "
+                f"WHERE id = {where.param(article_id)} AND {in_sites}",
+                *where.args,
             )
-        if row is None:
-            row = await self.connection.fetchrow(
-                f"SELECT {SOURCE_COLUMNS} FROM articles WHERE external_id = $1", ref
-            )
-        if row is None:
-            return None
-        return SourceArticle(**dict(row))
+            if row is not None:
+                return [SourceArticle(**dict(row))]
+            where.args.pop()
+        rows = await self.connection.fetch(
+            f"SELECT {SOURCE_COLUMNS}, site FROM articles "
+            f"WHERE external_id = {where.param(ref)} AND {in_sites} ORDER BY site",
+            *where.args,
+        )
+        return [SourceArticle(**dict(row)) for row in rows]
 
     async def draft_terms(self, title: str, summary: str | None, body: str) -> tuple[Terms, Terms]:
         """The draft's terms and its headline's, as the trigger of migration 0007 computes a
@@ -172,10 +180,14 @@ def nearest_sql(
     model_param = where.param(model)
     asked = ""
     if isinstance(vector, StoredVector):
+        # Only an article of the caller's sites is searched from: another's has no vector here.
+        in_sites = "".join(
+            f" AND {c}" for c in ArticleFilters(sites=filters.sites).clauses(where.param)
+        )
         asked = (
             "WITH asked AS MATERIALIZED (SELECT embedding FROM articles "
             f"WHERE id = {where.param(vector.article_id)} AND embedding_model = {model_param} "
-            "AND embedding_status = 'ready') "
+            f"AND embedding_status = 'ready'{in_sites}) "
         )
         # A scalar subquery is computed once, before the scan: the index walks from its value.
         query = "(SELECT embedding FROM asked)"
