@@ -12,7 +12,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.articles.filters import DEFAULT_SITE, FilterParams
+from app.articles.filters import FilterParams
 from app.core.errors import ErrorBody
 from app.core.schemas import (
     Label,
@@ -68,10 +68,10 @@ class ArticleIn(BaseModel):
     )
 
     external_id: ExternalId = Field(description="The publisher's own id; unique within its site.")
-    site: Label = Field(
-        default=DEFAULT_SITE,
-        description="The site the article belongs to, one of the API key's; `default` when "
-        "left out (a single publisher need not name one).",
+    site: OptionalLabel = Field(
+        default=None,
+        description="The site the article belongs to, one of the API key's (else 403 "
+        "`site_not_allowed`). Left out: the key's site when it has exactly one, else `default`.",
     )
     title: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NoNul

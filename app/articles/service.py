@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from app.articles.filters import Sites, site_not_allowed, visible_sites
+from app.articles.filters import DEFAULT_SITE, Sites, site_not_allowed, visible_sites
 from app.articles.models import Article, utcnow
 from app.articles.repository import ArticleRepository
 from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
@@ -69,8 +69,7 @@ class ArticleService:
         self._hooked = False
 
     async def upsert(self, item: ArticleIn, sites: Sites = None) -> UpsertResult:
-        """Create or update one article; 403 unless its site is one of ``sites``."""
-        check_site(item, sites)
+        """Create or update one article; 403 unless its site is one of ``sites`` (check_site)."""
         [result] = await self.upsert_many([item], sites)
         return result
 
@@ -85,8 +84,7 @@ class ArticleService:
         insert; the unique constraint then fails only our savepoint, and the retry reads the
         other writer's row and updates it.
         """
-        for item in items:
-            check_site(item, sites)
+        items = [check_site(item, sites) for item in items]
         session = self.repository.session
         for attempt in range(3):
             try:
@@ -101,14 +99,12 @@ class ArticleService:
         now = utcnow()
         stored = {
             (a.external_id, a.site): a
-            for a in await self.repository.get_by_external_ids(
-                (i.external_id, i.site) for i in items
-            )
+            for a in await self.repository.get_by_external_ids(map(identity, items))
         }
         results: list[UpsertResult] = []
         for item in items:
             digest = content_hash(item)
-            article = stored.get((item.external_id, item.site))
+            article = stored.get(identity(item))
             fields = item.model_dump(exclude={"published_at"})
             if article is None:
                 article = Article(
@@ -119,7 +115,7 @@ class ArticleService:
                     updated_at=now,
                 )
                 self.repository.add_all([article])
-                stored[(item.external_id, item.site)] = article
+                stored[identity(item)] = article
                 status: UpsertStatus = "created"
             elif article.content_hash == digest:
                 status = "unchanged"
@@ -191,9 +187,21 @@ class ArticleService:
         await self.repository.delete(article)
 
 
-def check_site(item: ArticleIn, sites: Sites) -> None:
-    if sites is not None and item.site not in sites:
-        raise site_not_allowed([item.site], sites)
+def identity(item: ArticleIn) -> tuple[str, str]:
+    """(external_id, site): what an article is stored under, once check_site named the site."""
+    return item.external_id, item.site or DEFAULT_SITE
+
+
+def check_site(item: ArticleIn, sites: Sites) -> ArticleIn:
+    """``item`` with its site named: the one it gives, else the key's when it has exactly one,
+    else `default`; 403 unless that is one of ``sites`` (None: any site)."""
+    site = item.site
+    if site is None:
+        site = next(iter(sites)) if sites is not None and len(sites) == 1 else DEFAULT_SITE
+        item = item.model_copy(update={"site": site})
+    if sites is not None and site not in sites:
+        raise site_not_allowed([site], sites)
+    return item
 
 
 def ambiguous_ref(ref: str, sites: list[str]) -> AppError:
@@ -228,9 +236,7 @@ def validate_batch_items(
             errors[index] = validation_error(too_long, "Invalid article")
             continue
         try:
-            check_site(item, sites)
+            valid.append((index, check_site(item, sites)))
         except AppError as exc:
             errors[index] = exc
-            continue
-        valid.append((index, item))
     return valid, errors
