@@ -82,8 +82,7 @@ def _swap_unique(add: str, drop: str) -> None:
 
 def upgrade() -> None:
     op.execute(
-        "ALTER TABLE articles ADD COLUMN IF NOT EXISTS site varchar(255) NOT NULL "
-        "DEFAULT 'default'"
+        "ALTER TABLE articles ADD COLUMN IF NOT EXISTS site varchar(255) NOT NULL DEFAULT 'default'"
     )
     # Existing keys, and keys made by the previous release during a rolling deploy, are bound
     # to `default`; NULL (every site) is only ever set on purpose (`--all-sites`).
