@@ -3,9 +3,8 @@
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy import TextClause, delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.filters import ArticleFilters, NamedParams, parse_uuid
@@ -18,7 +17,7 @@ class ArticleRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _in_sites(self, sites: Sequence[str] | None) -> Any:
+    def _in_sites(self, sites: Sequence[str] | None) -> TextClause:
         """The clause that keeps ``sites``' articles (None: every site): the one definition's."""
         params = NamedParams()
         clauses = ArticleFilters(sites=sites).clauses(params)
