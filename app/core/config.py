@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         description="Let callers without a key read (list, get, related, drafts); writes "
         "always need a key with the write scope.",
     )
+    anonymous_read_sites: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["default"],
+        description="The sites anonymous reads see, comma-separated (`*`: every site); "
+        "`default` by default, the site of every article sent without one.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API, comma-separated; none by default.",
@@ -212,7 +217,14 @@ class Settings(BaseSettings):
         keeps the CPU work ahead of a request to be shed short (bench/burst.py)."""
         return self.max_concurrent_requests or 2 * self.db_pool_size
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @property
+    def anonymous_sites(self) -> frozenset[str] | None:
+        """anonymous_read_sites as a caller's sites (None: every site)."""
+        if "*" in self.anonymous_read_sites:
+            return None
+        return frozenset(self.anonymous_read_sites)
+
+    @field_validator("cors_origins", "trusted_proxies", "anonymous_read_sites", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
