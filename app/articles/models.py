@@ -18,7 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db.base import Base
 
 # The column's dimension is fixed by the migration; a model with another dimension needs one.
-EMBEDDING_DIMENSION = 384
+from app.embedding.vectors import EMBEDDING_DIMENSION
+
 # What the exact scan of related search reads besides its filter columns
 # (app.related.repository): in the filter indexes, the scan never visits the table.
 COVERED_BY_FILTER_INDEXES = ["embedding_model", "id", "external_id", "embedding"]

@@ -24,19 +24,25 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.embedding.onnx_model import (
+    FLOAT_FILE,
+    INT8_FILE,
+    TOKENIZER_FILE,
+    OnnxEmbedder,
+    OnnxExport,
+)
+
+__all__ = ["FLOAT_FILE", "INT8_FILE", "TOKENIZER_FILE", "OnnxExport", "ensure_export"]
+
 logger = logging.getLogger(__name__)
 
 # Bump whenever the exported graph or its processing changes: old caches are then ignored.
 EXPORT_VERSION = "1"
-FLOAT_FILE = "model.onnx"
-INT8_FILE = "model-int8.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "related-onnx.json"
 # Checked after every export: a traced graph that diverges from torch is never cached.
 CHECK_SENTENCES = [
@@ -47,17 +53,6 @@ CHECK_SENTENCES = [
 ]
 MIN_FLOAT_COSINE = 0.9999
 MIN_INT8_COSINE = 0.97
-
-
-@dataclass(frozen=True)
-class OnnxExport:
-    directory: Path
-    max_seq_length: int
-    do_lower_case: bool
-    dimension: int
-
-    def model_file(self, quantized: bool) -> Path:
-        return self.directory / (INT8_FILE if quantized else FLOAT_FILE)
 
 
 def cache_key(source: Path) -> str:
@@ -205,8 +200,6 @@ def quantize(export: OnnxExport) -> None:
                 # The fused BERT ops hide some tensor types from shape inference; all are float.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
-        from app.embedding.onnx_model import OnnxEmbedder
-
         floats = OnnxEmbedder("check", export, export.model_file(False), batch_size=8)
         _verify(export, tmp, floats.encode(CHECK_SENTENCES), MIN_INT8_COSINE)
         tmp.replace(target)
@@ -227,8 +220,6 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def _verify(export: OnnxExport, model_file: Path, expected: Any, minimum: float) -> None:
-    from app.embedding.onnx_model import OnnxEmbedder
-
     got = OnnxEmbedder("check", export, model_file, batch_size=8).encode(CHECK_SENTENCES)
     cosine = float(np.min(np.sum(got * expected, axis=1)))
     if cosine < minimum:
