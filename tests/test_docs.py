@@ -34,9 +34,7 @@ def anchors(path: Path) -> set[str]:
 def test_docs_stay_reference_sized() -> None:
     sizes = {str(p.relative_to(ROOT)): p.stat().st_size for p in DOCS}
     too_big = {
-        name: size
-        for name, size in sizes.items()
-        if size > MOST_BYTES.get(name, MOST_BYTES_ANY)
+        name: size for name, size in sizes.items() if size > MOST_BYTES.get(name, MOST_BYTES_ANY)
     }
     assert too_big == {}
 
@@ -49,9 +47,9 @@ def test_links_between_the_docs_resolve() -> None:
                 continue  # http(s), mailto: not ours to check offline
             path, _, fragment = target.partition("#")
             file = (doc.parent / path).resolve() if path else doc
-            if not file.exists():
-                broken.append(f"{doc.name}: {target}")
-            elif fragment and file.suffix == ".md" and fragment not in anchors(file):
+            if not file.exists() or (
+                fragment and file.suffix == ".md" and fragment not in anchors(file)
+            ):
                 broken.append(f"{doc.name}: {target}")
     assert broken == []
 

@@ -16,6 +16,7 @@ load of a model does not export again.
 """
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -71,7 +72,10 @@ def cache_key(source: Path) -> str:
 def ensure_export(name: str, source: Path, cache_dir: Path, quantized: bool) -> OnnxExport:
     """The cached export of the model in ``source``, exported (and quantized) if missing."""
     target = cache_dir / "onnx" / f"{name}-{cache_key(source)}"
-    if not (target / META_FILE).exists():
+    missing = not (target / META_FILE).exists()
+    if missing or (quantized and not target.joinpath(INT8_FILE).exists()):
+        require_export_tools()
+    if missing:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".export-"))
         try:
@@ -89,6 +93,15 @@ def ensure_export(name: str, source: Path, cache_dir: Path, quantized: bool) -> 
         logger.info("quantizing %s to int8 (once)", name)
         quantize(export)
     return export
+
+
+def require_export_tools() -> None:
+    """Making an export needs the onnx package (the onnx extra); running one does not."""
+    if importlib.util.find_spec("onnx") is None:
+        raise RuntimeError(
+            "making the ONNX export of the model needs the onnx package, the onnx extra "
+            "(pip install -e '.[onnx]'); or set RELATED_EMBEDDING_BACKEND=torch"
+        )
 
 
 def read_export(directory: Path) -> OnnxExport:
