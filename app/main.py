@@ -10,7 +10,6 @@ from fastapi import Depends, FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.apidocs.router import install_api_docs
-from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
 from app.auth.cors import PublishableKeyCorsMiddleware
 from app.auth.dependencies import require_by_method, require_read
@@ -24,6 +23,7 @@ from app.db.engine import open_database
 from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
+from app.embedding.vectors import EMBEDDING_DIMENSION
 from app.health.router import router as health_router
 from app.observability.metrics import Metrics
 from app.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware

@@ -36,8 +36,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from app.articles.filters import Sites
 from app.core.errors import AppError
+from app.core.sites import Sites
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
 from app.related.estimates import RowEstimates
