@@ -152,6 +152,16 @@ class RelatedRepository:
         assert row is not None
         return Terms.from_bytes(row["hashes"], row["counts"]), Terms.headline(row["title_hashes"])
 
+    async def lexemes(self, ids: Sequence[uuid.UUID]) -> dict[int, str]:
+        """The words of these articles by their hash (app.related.terms): to show as words the
+        hashes the ranking compared."""
+        rows = await self.connection.fetch(
+            "SELECT DISTINCT hashtextextended(u.lexeme, 0) AS hash, u.lexeme "
+            "FROM articles, unnest(search_vector) AS u WHERE id = ANY($1::uuid[])",
+            list(ids),
+        )
+        return {row["hash"]: row["lexeme"] for row in rows}
+
     async def estimated_rows(self, model: str, filters: Filters) -> float:
         """The planner's estimate of the rows the filters keep: statistics, no scan."""
         where = Where()
