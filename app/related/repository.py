@@ -152,6 +152,21 @@ class RelatedRepository:
         assert row is not None
         return Terms.from_bytes(row["hashes"], row["counts"]), Terms.headline(row["title_hashes"])
 
+    async def history(self, refs: Sequence[str], model: str) -> list[asyncpg.Record]:
+        """The articles these refs name (our id or external_id), each with FEATURE_COLUMNS and
+        ``usable``: it has a ready vector of ``model``."""
+        ids = [i for i in map(parse_uuid, refs) if i is not None]
+        rows: list[asyncpg.Record] = await self.connection.fetch(
+            f"SELECT id, external_id, published_at, embedding_status, embedding_model, "
+            f"(embedding_model = $1 AND embedding_status = 'ready' AND embedding IS NOT NULL) "
+            f"AS usable, {FEATURE_COLUMNS} FROM articles "
+            "WHERE id = ANY($2::uuid[]) OR external_id = ANY($3::text[])",
+            model,
+            ids,
+            list(refs),
+        )
+        return rows
+
     async def lexemes(self, ids: Sequence[uuid.UUID]) -> dict[int, str]:
         """The words of these articles by their hash (app.related.terms): to show as words the
         hashes the ranking compared."""

@@ -47,7 +47,7 @@ class RerankParams:
 DEFAULT_PARAMS = RerankParams()
 
 
-def _zscore(x: Floats) -> Floats:
+def zscore(x: Floats) -> Floats:
     std = float(x.std())
     return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
 
@@ -184,7 +184,7 @@ def rerank(
     lexicon = lexicon_of(query_terms, terms, corpus_idf, title_terms, params)
 
     def fused(q_vec: Floats, q_lex: NDArray[np.float64]) -> Floats:
-        semantic, lexical = _zscore(vectors @ q_vec), _zscore(lexicon.scores(q_lex))
+        semantic, lexical = zscore(vectors @ q_vec), zscore(lexicon.scores(q_lex))
         mixed: Floats = (1 - weight) * semantic + weight * lexical + prior
         return mixed
 
