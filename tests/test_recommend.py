@@ -1,7 +1,6 @@
 """POST /v1/recommend through HTTP with the real model: validation, the history never returned,
 filters, refs by id and external_id, what a negative does; and the combination, unit by unit."""
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -10,7 +9,7 @@ from httpx import AsyncClient
 
 from app.recommend.service import combined, mean_vector, merged_text, steered
 from app.related.terms import Terms
-from tests.test_related_api import examples, story
+from tests.test_related_api import add_pending_article, examples, story
 
 __all__ = ["examples"]  # the fixture, used by name
 
@@ -109,19 +108,7 @@ async def test_unknown_refs_are_ignored_and_listed_and_no_known_positive_is_404(
 async def test_a_positive_not_embedded_yet_is_ignored_and_alone_is_409(
     client: AsyncClient, examples: list[dict[str, Any]], app: Any
 ) -> None:
-    from app.articles.models import Article
-
-    async with app.state.database.sessions() as session, session.begin():
-        session.add(
-            Article(
-                external_id="pending",
-                title="Not embedded yet",
-                content_hash="0" * 64,
-                published_at=datetime.now(UTC),
-                # Claimed by a worker that is still busy with it: nobody else embeds it.
-                embedding_lease_until=datetime.now(UTC) + timedelta(hours=1),
-            )
-        )
+    await add_pending_article(app, "pending")
     answer = await recommend(client, positive=["pending", "demo-breach-2"], limit=2)
     assert answer["ignored"] == [{"ref": "pending", "reason": "not_embedded"}]
     assert {story(e) for e in ids(answer)} == {"demo-breach"}
