@@ -1,17 +1,22 @@
 """POST /v1/recommend through HTTP with the real model: validation, the history never returned,
 filters, refs by id and external_id, what a negative does; and the combination, unit by unit."""
 
+import json
+import re
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from httpx import AsyncClient
 
 from app.recommend.service import combined, mean_vector, merged_text, steered
 from app.related.terms import Terms
+from tests.live import LiveServer
+from tests.test_readme import README, SCORE_TOLERANCE, block_after, make_run
 from tests.test_related_api import add_pending_article, examples, story
 
-__all__ = ["examples"]  # the fixture, used by name
+__all__ = ["examples", "make_run"]  # the fixtures, used by name
 
 
 async def recommend(client: AsyncClient, **body: Any) -> dict[str, Any]:
@@ -206,3 +211,41 @@ def test_a_negative_lowers_the_candidates_like_it() -> None:
         2,
         3,
     ]
+
+
+# The README's examples are the service's answers.
+
+
+def readme_block(marker: str, in_block: bool = True) -> str:
+    text = README.read_text()
+    start, end = block_after(text, marker, in_block)
+    return text[start:end]
+
+
+async def test_readme_recommend_example_is_the_services(make_run: LiveServer) -> None:
+    command = readme_block("`POST /v1/recommend` recommends", in_block=False)
+    body = json.loads(command.split("-d '", 1)[1].rsplit("'", 1)[0])
+    async with httpx.AsyncClient(base_url=make_run.url) as http:
+        answer = (await http.post("/v1/recommend", json=body)).json()
+    shown = readme_block("http://127.0.0.1:8000/v1/recommend")
+    assert re.findall(r'"external_id": "([^"]+)"', shown) == ids(answer)
+    shown_ignored = json.loads(shown.split('"ignored": ', 1)[1].rsplit("}", 1)[0])
+    assert shown_ignored == answer["ignored"]
+    score, similarity = map(float, re.findall(r'"(?:score|similarity)": ([\d.]+)', shown))
+    first = answer["items"][0]
+    assert abs(score - first["score"]) <= SCORE_TOLERANCE, first
+    assert abs(similarity - first["similarity"]) <= SCORE_TOLERANCE, first
+
+
+async def test_readme_explain_example_is_the_services(make_run: LiveServer) -> None:
+    path = "/v1/articles/demo-marathon-1/related?limit=2&recency=2&explain=true"
+    async with httpx.AsyncClient(base_url=make_run.url) as http:
+        first = (await http.get(path)).json()["items"][0]
+    shown = readme_block(f"curl -s 'http://127.0.0.1:8000{path}'")
+    explain = json.loads(shown.split('"explain": ', 1)[1].rsplit("}", 1)[0])
+    assert f'"external_id": "{first["external_id"]}"' in shown
+    served = first["explain"]
+    assert explain["shared_words"] == served["shared_words"]
+    assert explain["rank_before_rerank"] == served["rank_before_rerank"]
+    for key in ("similarity", "lexical", "category_prior", "recency_factor"):
+        assert abs(explain[key] - served[key]) <= SCORE_TOLERANCE, (key, served)
