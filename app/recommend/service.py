@@ -31,13 +31,14 @@ from numpy.typing import NDArray
 from app.articles.repository import parse_uuid
 from app.core.errors import AppError
 from app.recommend.schemas import Ignored, RecommendIn, RecommendOut
-from app.related.repository import candidate_vectors
+from app.related.repository import Filters, candidate_vectors
 from app.related.rerank import zscore
 from app.related.service import (
     CANDIDATES,
     LONG_TEXT_WORDS,
     Asked,
     AskedText,
+    Candidates,
     RelatedService,
     resolve_filters,
 )
@@ -157,34 +158,50 @@ class RecommendService:
             _most_common([row["category"] for row in history.positive]),
             latest["published_at"],  # recency from the most recently read
         )
-        wanted = max(query.limit, CANDIDATES)
-        rows: list[Any]
-        found = await related.nearest(asked.vector, filters, wanted, query.limit, True)
+        found = await related.nearest(asked.vector, filters, wanted(query), query.limit, True)
         assert found is not None  # a vector of its own
-        rows = found.rows
         if combination == "mean":
-            relevance = related.relevance(rows, query.ranking, asked)
+            candidates = Candidates.of(found.rows)
+            relevance = related.relevance(candidates, query.ranking, asked)
         else:
-            for vector in positives[1:MAX_SEARCHES]:
-                more = await related.nearest(vector, filters, wanted, query.limit, True)
-                assert more is not None
-                rows = _union(rows, more.rows)
-            # An item's similarity: to its nearest positive, as this combination sees it; the
-            # candidates in that order (their rank before the rerank).
-            similarity = (candidate_vectors(rows) @ positives.T).max(axis=1)
-            order = np.argsort(-similarity, kind="stable").tolist()
-            rows = [dict(rows[i]) | {"score": float(similarity[i])} for i in order]
-            each = [
-                Asked(vector, AskedText.of_row(row), row["category"], asked.reference)
-                for vector, row in zip(positives, history.positive, strict=True)
-            ]
-            relevance = combined([related.relevance(rows, query.ranking, one) for one in each])
-        if history.negative and rows:
-            relevance = steered(
-                relevance, candidate_vectors(rows), candidate_vectors(history.negative)
-            )
-        items = await related.answer(rows, query, asked, np.asarray(relevance, dtype=np.float32))
+            candidates, relevance = await self._best(found.rows, history, query, filters, asked)
+        if history.negative and candidates.rows:
+            negatives = candidate_vectors(history.negative)
+            relevance = steered(relevance, candidates.vectors, negatives)
+        items = await related.answer(candidates, query, asked, relevance)
         return RecommendOut(model=model, items=items, ignored=history.ignored)
+
+    async def _best(
+        self,
+        rows: list[Any],
+        history: History,
+        query: RecommendIn,
+        filters: Filters,
+        asked: Asked,
+    ) -> tuple[Candidates, Floats]:
+        """best: the mean's candidates and each positive's (the MAX_SEARCHES most recent), a
+        candidate's relevance its best over the positives."""
+        related = self.related
+        positives = history.positive[:MAX_SEARCHES]
+        vectors = candidate_vectors(positives)
+        for vector in vectors:
+            more = await related.nearest(vector, filters, wanted(query), query.limit, True)
+            assert more is not None
+            rows = _union(rows, more.rows)
+        # An item's similarity: to its nearest positive, as this combination sees it; the
+        # candidates in that order (their rank before the rerank).
+        similarity = (candidate_vectors(rows) @ vectors.T).max(axis=1)
+        order = np.argsort(-similarity, kind="stable").tolist()
+        candidates = Candidates.of([dict(rows[i]) | {"score": float(similarity[i])} for i in order])
+        each = [
+            Asked(vector, AskedText.of_row(row), row["category"], asked.reference)
+            for vector, row in zip(vectors, positives, strict=True)
+        ]
+        return candidates, combined([related.relevance(candidates, query.ranking, a) for a in each])
+
+
+def wanted(query: RecommendIn) -> int:
+    return max(query.limit, CANDIDATES)
 
 
 def _union(rows: list[Any], more: list[Any]) -> list[Any]:

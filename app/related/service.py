@@ -58,7 +58,7 @@ from app.related.schemas import (
 )
 from app.related.select import Preferences, freshness, select
 from app.related.statistics import CorpusIdf
-from app.related.terms import Terms
+from app.related.terms import TermBatch, Terms
 
 # Candidates the hybrid ranking reorders: enough to hold the story's other articles and the
 # feedback documents. 50 against 100, offline on the four labelled corpora: P@10 within 0.003
@@ -102,6 +102,20 @@ class Asked:
     text: AskedText
     category: str | None
     reference: datetime
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The rows a ranking orders (fetched with FEATURE_COLUMNS), their vectors and words
+    decoded once."""
+
+    rows: Sequence[Any]
+    vectors: Any
+    terms: TermBatch
+
+    @classmethod
+    def of(cls, rows: Sequence[Any]) -> "Candidates":
+        return cls(rows, candidate_vectors(rows), candidate_terms(rows))
 
 
 @dataclass(frozen=True)
@@ -273,7 +287,7 @@ class RelatedService:
         [vector] = candidate_vectors([row])
         # Recency counts from the story's own date: its coverage clusters around it.
         asked = Asked(vector, AskedText.of_row(row), row["category"], row["published_at"])
-        return key, await self.answer(found.rows, query, asked)
+        return key, await self.answer(Candidates.of(found.rows), query, asked)
 
     async def candidates(self, article_id: uuid.UUID, query: RelatedFilters) -> Found | None:
         """The search statements of a request for a stored article (bench/related.py sends
@@ -301,7 +315,7 @@ class RelatedService:
         words = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
         # A draft is about to be published: recency counts from now.
         asked = Asked(vector, words, draft.own_category, datetime.now(UTC))
-        return await self.answer(found.rows, draft, asked)
+        return await self.answer(Candidates.of(found.rows), draft, asked)
 
     async def nearest(
         self,
@@ -352,64 +366,65 @@ class RelatedService:
 
     async def answer(
         self,
-        rows: list[asyncpg.Record],
+        candidates: Candidates,
         query: RelatedFilters,
         asked: Asked,
         relevance: "np.ndarray[tuple[int], np.dtype[np.float32]] | None" = None,
     ) -> list[RelatedArticle]:
-        """The candidates (fetched with their features) ranked and chosen for ``query``,
-        explained if it asks. ``relevance``: the candidates' relevance when the caller has
-        its own (recommendations), else the ranking's from ``asked``."""
+        """The candidates ranked and chosen for ``query``, explained if it asks.
+        ``relevance``: the candidates' relevance when the caller has its own
+        (recommendations), else the ranking's from ``asked``."""
         if relevance is None and is_plain(query):
-            items = related_articles(rows[: query.limit], query.min_score)
+            items = related_articles(candidates.rows[: query.limit], query.min_score)
         else:
-            items = self._ranked(rows, query, asked, relevance)
+            items = self._ranked(candidates, query, asked, relevance)
         if query.explain:
-            items = await self.explained(items, rows, query, asked)
+            items = await self.explained(items, candidates, query, asked)
         return items
 
     def relevance(
-        self, rows: list[asyncpg.Record], ranking: str, asked: Asked
+        self, candidates: Candidates, ranking: str, asked: Asked
     ) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
         """Each candidate's relevance to ``asked``: the hybrid ranking's (z-units), or the
         embedding cosine."""
+        query_vector = np.asarray(asked.vector, dtype=np.float32)
         if ranking != "hybrid":
-            vectors = candidate_vectors(rows)
-            cosines: np.ndarray[tuple[int], np.dtype[np.float32]] = vectors @ np.asarray(
-                asked.vector, dtype=np.float32
+            cosines: np.ndarray[tuple[int], np.dtype[np.float32]] = (
+                candidates.vectors @ query_vector
             )
             return cosines
         return rerank(
-            np.asarray(asked.vector, dtype=np.float32),
+            query_vector,
             asked.text.terms,
             asked.text.long,
-            candidate_vectors(rows),
-            candidate_terms(rows),
-            same_category(asked.category, [row["category"] for row in rows]),
+            candidates.vectors,
+            candidates.terms,
+            same_category(asked.category, [row["category"] for row in candidates.rows]),
             corpus_idf=self.corpus_idf,
             title_terms=asked.text.headline,
         )
 
     def _ranked(
         self,
-        rows: list[asyncpg.Record],
+        candidates: Candidates,
         query: RelatedFilters,
         asked: Asked,
         relevance: "np.ndarray[tuple[int], np.dtype[np.float32]] | None",
     ) -> list[RelatedArticle]:
         """The candidates reranked (hybrid) and chosen (dedupe, diversity, recency from
         ``asked.reference``, sources), with the scores they were chosen by."""
+        rows = candidates.rows
         if not rows:
             return []
         if relevance is None:
             if query.ranking == "hybrid":
-                relevance = self.relevance(rows, query.ranking, asked)
+                relevance = self.relevance(candidates, query.ranking, asked)
             else:
                 relevance = np.array([row["score"] for row in rows], dtype=np.float32)
         chosen = select(
             relevance,
             np.asarray(asked.vector, dtype=np.float32),
-            candidate_vectors(rows),
+            candidates.vectors,
             [row["published_at"] for row in rows],
             [row["source"] for row in rows],
             asked.reference,
@@ -417,7 +432,7 @@ class RelatedService:
                 query.limit, query.dedupe, query.diversity, query.recency, query.max_per_source
             ),
             query_terms=asked.text.terms,
-            terms=candidate_terms(rows),
+            terms=candidates.terms,
         )
         scores = [score for _, score in chosen[: query.limit]]
         kept = [rows[i] for i, _ in chosen[: query.limit]]
@@ -426,19 +441,21 @@ class RelatedService:
     async def explained(
         self,
         items: list[RelatedArticle],
-        rows: list[asyncpg.Record],
+        candidates: Candidates,
         query: RelatedFilters,
         asked: Asked,
     ) -> list[RelatedArticle]:
-        """``items`` with their ``explain`` (schemas.Explanation), from the candidates ``rows``
-        in the order the search found them."""
+        """``items`` with their ``explain`` (schemas.Explanation), from the candidates in the
+        order the search found them."""
         if not items:
             return items
+        rows = candidates.rows
         place = {row["id"]: i for i, row in enumerate(rows)}
-        terms = candidate_terms(rows)
-        lexicon = lexicon_of(asked.text.terms, terms, self.corpus_idf, asked.text.headline)
+        lexicon = lexicon_of(
+            asked.text.terms, candidates.terms, self.corpus_idf, asked.text.headline
+        )
         found = evidence(lexicon)
-        similarity = candidate_vectors(rows) @ np.asarray(asked.vector, dtype=np.float32)
+        similarity = candidates.vectors @ np.asarray(asked.vector, dtype=np.float32)
         prior = None
         if query.ranking == "hybrid":
             categories = [row["category"] for row in rows]
