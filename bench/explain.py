@@ -7,7 +7,7 @@ DIR is a checkout of the code before the change (`git worktree add --detach DIR 
 full articles are loaded --copies times into a fresh embedded PostgreSQL with synthetic vectors
 (as bench/hybrid.py loads them), and two `related serve` run on that same database, one from
 DIR and one from this tree. For the same random articles, in turn, so load on the machine hits
-all alike, over real HTTP (keep-alive):
+all alike, over real HTTP (keep-alive), each variant first for one article in five:
 
 * before, after: the default request (hybrid ranking), explain off;
 * before plain, after plain: `?ranking=vector&dedupe=false`, the one-statement path;
@@ -34,14 +34,14 @@ import httpx
 import numpy as np
 from sqlalchemy import select
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.articles.models import Article
 from app.core.config import Settings
 from app.db.engine import open_database
 from bench.corpora import BBC, DATA_DIR
 from bench.hybrid import load
+from bench.related import ROOT, git_commit
 from bench.server import free_port, wait_ready
 
 PLAIN = {"ranking": "vector", "dedupe": "false"}
@@ -81,8 +81,12 @@ def serve(tree: Path, url: str, stack: ExitStack) -> httpx.Client:
 def measure(clients: dict[str, httpx.Client], ids: list[str]) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for round_ in range(2):  # the first round warms caches and is not counted
-        for article_id in ids:
-            for name, (tree, params) in VARIANTS.items():
+        for n, article_id in enumerate(ids):
+            # Each variant in each place in turn: the first request for an article warms the
+            # database's pages of its neighbours for the ones after it.
+            names = list(VARIANTS)
+            for name in names[n % len(names) :] + names[: n % len(names)]:
+                tree, params = VARIANTS[name]
                 started = time.perf_counter()
                 response = clients[tree].get(f"/v1/articles/{article_id}/related", params=params)
                 elapsed = (time.perf_counter() - started) * 1000
@@ -93,6 +97,13 @@ def measure(clients: dict[str, httpx.Client], ids: list[str]) -> dict[str, list[
                 if round_:
                     timings[name].append(elapsed)
     return timings
+
+
+def checkout_commit(tree: Path) -> str:
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=tree, capture_output=True, text=True
+    )
+    return described.stdout.strip()
 
 
 async def main() -> None:
@@ -130,17 +141,11 @@ async def main() -> None:
         summary[name] = {"p50": p50, "p90": p90, "p99": p99, "p50_over_before": p50 / base}
         print(f"{name:16s} {p50:7.2f} {p90:7.2f} {p99:7.2f} {p50 / base:13.2f}")
     print(f"load average at end: {load_end[0]:.2f}")
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-    ).stdout.strip()
-    before = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=args.before, capture_output=True, text=True, check=False
-    ).stdout.strip()
     record = {
         "started": started_at.isoformat(),
         "command": "bench/explain.py " + " ".join(sys.argv[1:]).replace(str(args.before), "DIR"),
-        "commit": commit,
-        "before_commit": before,
+        "commit": git_commit(),
+        "before_commit": await asyncio.to_thread(checkout_commit, args.before),
         "articles": count,
         "queries": args.queries,
         "load_average_start": load_start,

@@ -106,7 +106,7 @@ def _scores(corpus: Corpus, histories: Sequence[History], answers: Sequence[list
 
 
 def _baseline(stored: dict[str, Article], histories: Sequence[History]) -> list[list[str]]:
-    ids = list(stored)
+    ids = sorted(stored)  # ties (copies) go to the same article whatever order rows came in
     matrix = np.asarray([stored[i].embedding for i in ids], dtype=np.float32)
     position = {ext_id: i for i, ext_id in enumerate(ids)}
     answers = []
@@ -115,8 +115,7 @@ def _baseline(stored: dict[str, Article], histories: Sequence[History]) -> list[
         mean = matrix[rows].mean(axis=0)
         scores = matrix @ (mean / np.linalg.norm(mean))
         scores[rows] = -np.inf
-        top = np.argpartition(-scores, K)[:K]
-        answers.append([ids[i] for i in top[np.argsort(-scores[top])]])
+        answers.append([ids[i] for i in np.argsort(-scores, kind="stable")[:K]])
     return answers
 
 
