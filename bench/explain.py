@@ -143,7 +143,9 @@ async def main() -> None:
     print(f"load average at end: {load_end[0]:.2f}")
     record = {
         "started": started_at.isoformat(),
-        "command": "bench/explain.py " + " ".join(sys.argv[1:]).replace(str(args.before), "DIR"),
+        # The checkout's path is this machine's: DIR, unless it is this tree.
+        "command": "bench/explain.py "
+        + " ".join("DIR" if a == str(args.before) and a != "." else a for a in sys.argv[1:]),
         "commit": git_commit(),
         "before_commit": await asyncio.to_thread(checkout_commit, args.before),
         "articles": count,
