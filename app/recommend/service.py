@@ -9,8 +9,9 @@ them (RelatedService.answer). Only how the history becomes one query is this mod
 * **mean** (the default): the history as one article, its vector the mean of the positives'
   and its words theirs together (counts summed), its category the most common among them;
   one search from the mean vector, then the hybrid ranking as for a stored article.
-* **best**: each positive searched and ranked on its own (Qdrant's best-score strategy), a
-  candidate's relevance its best over the positives.
+* **best**: the mean's candidates and each positive's (the MAX_SEARCHES most recent, one search
+  each), each positive ranking them on its own (Qdrant's best-score strategy), a candidate's
+  relevance its best over the positives. Not the default: it lost from K = 3 on every corpus.
 
 `related eval --history K` measured both, with either ranking, against the plain mean-vector
 baseline (docs/relevance.md "Recommendations"). A negative lowers each candidate by its
@@ -47,9 +48,9 @@ from app.related.terms import Terms
 Combination = Literal["mean", "best"]
 COMBINATION: Combination = "mean"
 # How far a negative pushes: z-units of relevance per standard deviation of similarity to the
-# nearest negative. A candidate as like a negative as the story's own coverage is like the
-# article (2 to 3 deviations above the candidates' mean) loses about the hybrid ranking's
-# whole margin for the story; the rest barely move.
+# nearest negative, the same scale as the relevance itself. Enough that dismissing one article
+# of a story puts the story's other articles below a story the reader read (the example
+# stories, tests/test_recommend.py); not tuned on the corpora, whose histories have no negatives.
 NEGATIVE_WEIGHT = 1.0
 # best: the most recent positives searched, one search each.
 MAX_SEARCHES = 10
