@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # id, no log line; a counter on /metrics), or the burst itself keeps the loop busy.
     app.add_middleware(
         LoadSheddingMiddleware,
-        max_concurrent=settings.max_concurrent_requests,
+        max_concurrent=settings.request_limit,
         max_header_bytes=settings.max_header_bytes,
         on_shed=metrics.shed.inc,
     )

@@ -3,7 +3,7 @@ from empty tables. Requests go through the real app over ASGI; the real model is
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -93,10 +93,17 @@ async def app(settings: Settings, embedder: CountingEmbedder) -> AsyncIterator[A
         yield application
 
 
-async def create_key(app: Any, *scopes: Scope, name: str = "test") -> str:
-    """A new API key in the app's database; its token."""
+async def create_key(
+    app: Any,
+    *scopes: Scope,
+    name: str = "test",
+    sites: Sequence[str] | None = ("default",),
+    origins: Sequence[str] | None = None,
+) -> str:
+    """A new API key in the app's database, for ``sites`` (None: every site); its token."""
     async with app.state.database.sessions() as session, session.begin():
-        _, token = await ApiKeyService(ApiKeyRepository(session)).create(name, scopes)
+        service = ApiKeyService(ApiKeyRepository(session))
+        _, token = await service.create(name, scopes, origins, sites)
     return token
 
 

@@ -110,7 +110,7 @@ async def test_keys_create_list_revoke(app: Any, database_url: str) -> None:
         assert listed.returncode == 0, listed.stderr
         [line] = [row for row in listed.stdout.splitlines() if row.startswith(key_id)]
         assert line.split("\t")[1:3] == ["cms", "read,write"]
-        assert line.endswith("\tactive\t-")  # a secret key: no origins
+        assert line.endswith("\tactive\t-\tdefault")  # a secret key: no origins; `default`
         assert token.split("_", 2)[2] not in listed.stdout  # the secret is never shown again
 
         revoked = related_cli("keys", "revoke", key_id, database_url=database_url)
@@ -145,13 +145,13 @@ async def test_keys_create_publishable(app: Any, database_url: str) -> None:
     assert token.startswith("pk_")
     key_id = token.split("_")[1]
     assert (
-        f"id {key_id}, scopes read, publishable from https://m.news.example, "
+        f"id {key_id}, scopes read, sites default, publishable from https://m.news.example, "
         "https://www.news.example"
     ) in created.stderr
     listed = related_cli("keys", "list", database_url=database_url).stdout
     [line] = [row for row in listed.splitlines() if row.startswith(key_id)]
     assert line.split("\t")[2] == "read"
-    assert line.endswith("\tactive\thttps://m.news.example,https://www.news.example")
+    assert line.endswith("\tactive\thttps://m.news.example,https://www.news.example\tdefault")
 
     for args, complaint in (
         (["--publishable", "--scope", "write", "--origin", "https://a.example"], "only read"),
@@ -159,6 +159,8 @@ async def test_keys_create_publishable(app: Any, database_url: str) -> None:
         (["--publishable", "--origin", "www.news.example"], "not an origin"),
         (["--origin", "https://a.example", "--scope", "read"], "only with --publishable"),
         ([], "give at least one"),
+        (["--scope", "read", "--site", "a", "--all-sites"], "not both"),
+        (["--scope", "read", "--site", " "], "1 to 255 characters"),
     ):
         refused = related_cli("keys", "create", "--name", "x", *args, database_url=database_url)
         assert refused.returncode == 2, args
@@ -177,4 +179,29 @@ async def test_keys_list_escapes_control_characters_in_names(database_url: str) 
     [line] = [line for line in listed.stdout.splitlines() if line.startswith(key_id)]
     assert "ops\\x1b[2J\\x1b[31m\\tadmin\\r\\nfake-line" in line
     assert "\x1b" not in listed.stdout and "\r" not in listed.stdout
-    assert len(line.split("\t")) == 6  # the columns stay the columns
+    assert len(line.split("\t")) == 7  # the columns stay the columns
+
+
+async def test_keys_create_for_sites(app: Any, database_url: str) -> None:
+    two = related_cli(
+        "keys", "create", "--name", "group", "--scope", "read", "--site", "b", "--site", "a",
+        database_url=database_url,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert "sites a,b" in two.stderr
+    every = related_cli(
+        "keys", "create", "--name", "agg", "--scope", "write", "--all-sites",
+        database_url=database_url,
+    )  # fmt: skip
+    assert every.returncode == 0, every.stderr
+    assert "sites *" in every.stderr
+    listed = related_cli("keys", "list", database_url=database_url).stdout.splitlines()
+    for created, sites in ((two, "a,b"), (every, "*")):
+        key_id = created.stdout.strip().split("_")[1]
+        [line] = [row for row in listed if row.startswith(key_id)]
+        assert line.split("\t")[6] == sites
+    async with http_client(app, every.stdout.strip()) as http:
+        stored = await http.post("/v1/articles", json={**article("s-1", "Elsewhere"), "site": "zz"})
+        assert stored.status_code == 201, stored.text
+    async with http_client(app, two.stdout.strip()) as http:
+        assert (await http.get("/v1/articles/s-1")).status_code == 404

@@ -34,12 +34,13 @@ async def test_read_connections_are_read_only_and_start_with_ef_search(app: Any)
 def test_filters_become_numbered_parameters_never_sql_text() -> None:
     where = Where()
     where.add(f"embedding_model = {where.param('m')}")
-    Filters(
+    filters = Filters(
         source=["a'; DROP TABLE articles; --"],
         exclude_source=["b"],
         language=["EN"],
         exclude_ids=["x", "00000000-0000-0000-0000-000000000001"],
-    ).apply(where)
+    )
+    where.apply(filters)
     assert "DROP" not in where.sql
     assert where.sql.count("$") == len(where.args) == 6
     assert where.args[3] == ["en"]  # languages are stored lower-case

@@ -1,14 +1,14 @@
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Query
 from pydantic import AfterValidator
 
 from app.articles.models import Article
 from app.articles.repository import ArticleRepository
 from app.articles.service import ArticleService
+from app.auth.dependencies import CallerSitesDep
 from app.core.deps import EncoderDep
-from app.core.errors import not_found
-from app.core.schemas import no_nul
+from app.core.schemas import MAX_FILTER_VALUES, Label, no_nul
 from app.db.session import ReadSessionDep, SessionDep
 from app.pipeline.dependencies import WorkerDep
 
@@ -41,15 +41,27 @@ ArticleRef = Annotated[
 ]
 
 
-async def get_article(ref: ArticleRef, service: ArticleServiceDep) -> Article:
-    article = await service.get(ref)
-    if article is None:
-        raise not_found("article", ref)
-    return article
+SiteParam = Annotated[
+    list[Label] | None,
+    Query(
+        max_length=MAX_FILTER_VALUES,
+        description="The article's site, when its external_id is used in several of the "
+        "key's sites (repeatable). Default: any of the key's sites.",
+    ),
+]
 
 
-async def get_read_article(ref: ArticleRef, service: ReadArticleServiceDep) -> Article:
-    return await get_article(ref, service)
+async def get_article(
+    ref: ArticleRef, service: ArticleServiceDep, sites: CallerSitesDep, site: SiteParam = None
+) -> Article:
+    """The article among the caller's sites: 404 for one of another site, as for none."""
+    return await service.get(ref, sites, site or ())
+
+
+async def get_read_article(
+    ref: ArticleRef, service: ReadArticleServiceDep, sites: CallerSitesDep, site: SiteParam = None
+) -> Article:
+    return await service.get(ref, sites, site or ())
 
 
 ArticleDep = Annotated[Article, Depends(get_article)]

@@ -9,6 +9,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -21,7 +22,8 @@ from app.db.base import Base
 EMBEDDING_DIMENSION = 384
 # What the exact scan of related search reads besides its filter columns
 # (app.related.repository): in the filter indexes, the scan never visits the table.
-COVERED_BY_FILTER_INDEXES = ["embedding_model", "id", "external_id", "embedding"]
+# `site` too (migration 0015): a site's key filters on it, and reads it from the index as well.
+COVERED_BY_FILTER_INDEXES = ["embedding_model", "id", "external_id", "embedding", "site"]
 
 # The words the lexical signal of related ranking reads: the headline, then the body (or the
 # summary when there is no body), in PostgreSQL's English configuration (stemmed, no stop words).
@@ -44,7 +46,10 @@ class Article(Base):
     __tablename__ = "articles"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # The publisher's own id: unique within its site (migration 0015).
+    external_id: Mapped[str] = mapped_column(String(255))
+    # Whose article it is (app.articles.filters): every read is scoped to the caller's sites.
+    site: Mapped[str] = mapped_column(String(255), default="default", server_default="default")
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text, default="", server_default="")
     summary: Mapped[str | None] = mapped_column(Text)
@@ -102,6 +107,9 @@ class Article(Base):
     body_words: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
+        # external_id first: an aggregator's key, which sees every site, finds an article by
+        # external_id through it as well as a key bound to some sites does.
+        UniqueConstraint("external_id", "site", name="uq_articles_external_id_site"),
         CheckConstraint(
             "embedding_status IN ('pending', 'ready', 'failed')", name="embedding_status"
         ),
@@ -143,4 +151,6 @@ class Article(Base):
             postgresql_include=COVERED_BY_FILTER_INDEXES,
         ),
         Index("ix_articles_language_published_at", "language", "published_at"),
+        # A site's list pages, and the planner's estimate of a site's share (migration 0015).
+        Index("ix_articles_site_published_at", "site", "published_at", "id"),
     )

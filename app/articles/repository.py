@@ -4,60 +4,53 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, select, tuple_
+from sqlalchemy import TextClause, delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.articles.filters import ArticleFilters, NamedParams, parse_uuid
 from app.articles.models import Article
 
-
-def parse_uuid(ref: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(ref)
-    except ValueError:
-        return None
-
-
-def metadata_filters(
-    source: Sequence[str] = (),
-    category: Sequence[str] = (),
-    language: Sequence[str] = (),
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[ColumnElement[bool]]:
-    """The WHERE clauses shared by listing and related search."""
-    clauses: list[ColumnElement[bool]] = []
-    if source:
-        clauses.append(Article.source.in_(source))
-    if category:
-        clauses.append(Article.category.in_(category))
-    if language:
-        clauses.append(Article.language.in_([lang.lower() for lang in language]))
-    if since is not None:
-        clauses.append(Article.published_at >= since)
-    if until is not None:
-        clauses.append(Article.published_at < until)
-    return clauses
+__all__ = ["ArticleRepository", "parse_uuid"]
 
 
 class ArticleRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_by_ref(self, ref: str) -> Article | None:
-        """By our id or, failing that, by the publisher's external_id."""
+    def _in_sites(self, sites: Sequence[str] | None) -> TextClause:
+        """The clause that keeps ``sites``' articles (None: every site): the one definition's."""
+        params = NamedParams()
+        clauses = ArticleFilters(sites=sites).clauses(params)
+        return text(" AND ".join(clauses) or "true").bindparams(**params.values)
+
+    async def get_by_ref(self, ref: str, sites: Sequence[str] | None) -> list[Article]:
+        """By our id or, failing that, by the publisher's external_id, among ``sites``' articles
+        (None: every site): one article, or none, or (by an external_id used in several of the
+        sites) each site's."""
         article_id = parse_uuid(ref)
         if article_id is not None:
-            article = await self.session.get(Article, article_id)
+            found = await self.session.scalars(
+                select(Article).where(Article.id == article_id, self._in_sites(sites))
+            )
+            article = found.one_or_none()
             if article is not None:
-                return article
-        result = await self.session.scalars(select(Article).where(Article.external_id == ref))
-        return result.one_or_none()
+                return [article]
+        result = await self.session.scalars(
+            select(Article)
+            .where(Article.external_id == ref, self._in_sites(sites))
+            .order_by(Article.site)
+        )
+        return list(result)
 
-    async def get_by_external_ids(self, external_ids: Iterable[str]) -> list[Article]:
-        ids = list(set(external_ids))
-        if not ids:
+    async def get_by_external_ids(self, keys: Iterable[tuple[str, str]]) -> list[Article]:
+        """The stored articles of these (external_id, site) pairs."""
+        pairs = list(set(keys))
+        if not pairs:
             return []
-        return list(await self.session.scalars(select(Article).where(Article.external_id.in_(ids))))
+        found = await self.session.scalars(
+            select(Article).where(tuple_(Article.external_id, Article.site).in_(pairs))
+        )
+        return list(found)
 
     async def count_failed(self, ids: Sequence[uuid.UUID]) -> int:
         failed = 0
@@ -84,12 +77,17 @@ class ArticleRepository:
 
     async def list_page(
         self,
-        filters: list[ColumnElement[bool]],
+        filters: ArticleFilters,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
     ) -> list[Article]:
-        """Newest first; keyset pagination on (published_at, id) so pages never skip or repeat."""
-        stmt = select(Article).where(*filters)
+        """Newest first; keyset pagination on (published_at, id) so pages never skip or repeat.
+        The filters' clauses are the ones related search applies (app.articles.filters)."""
+        params = NamedParams()
+        clauses = filters.clauses(params)
+        stmt = select(Article)
+        if clauses:
+            stmt = stmt.where(text(" AND ".join(clauses)).bindparams(**params.values))
         if after is not None:
             stmt = stmt.where(tuple_(Article.published_at, Article.id) < tuple_(*after))
         stmt = stmt.order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)

@@ -18,6 +18,7 @@ from app.articles.schemas import (
     BatchOut,
 )
 from app.articles.service import validate_batch_items
+from app.auth.dependencies import CallerSitesDep
 from app.core.deps import SettingsDep
 from app.core.errors import AppError, ErrorResponse
 from app.core.limits import check_text_length
@@ -34,7 +35,12 @@ WaitParam = Annotated[
 ]
 
 ERRORS = {
+    403: {"model": ErrorResponse, "description": "A site the key does not have"},
     404: {"model": ErrorResponse, "description": "No such article"},
+    409: {
+        "model": ErrorResponse,
+        "description": "An external_id used in several of the key's sites (`ambiguous_ref`)",
+    },
     422: {"model": ErrorResponse, "description": "Invalid input, with field paths"},
 }
 
@@ -44,6 +50,7 @@ ERRORS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": ArticleOut, "description": "Updated, or unchanged (identical resend)"},
+        403: ERRORS[403],
         413: {"model": ErrorResponse, "description": "Body over the size limit"},
         422: ERRORS[422],
     },
@@ -54,6 +61,7 @@ async def upsert_article(
     waiter: EmbeddingWaiterDep,
     response: Response,
     settings: SettingsDep,
+    sites: CallerSitesDep,
     wait: WaitParam = False,
 ) -> ArticleOut:
     """Create or update an article by `external_id`.
@@ -64,7 +72,7 @@ async def upsert_article(
     where it is (`pending`, `ready`, `failed`).
     """
     check_text_length(item, settings)
-    result = await service.upsert(item)
+    result = await service.upsert(item, sites)
     response.status_code = 201 if result.status == "created" else 200
     response.headers["Related-Upsert"] = result.status
     article = result.article
@@ -84,6 +92,7 @@ async def upsert_batch(
     service: ArticleServiceDep,
     settings: SettingsDep,
     waiter: EmbeddingWaiterDep,
+    sites: CallerSitesDep,
     wait: WaitParam = False,
     full: Annotated[
         bool, Query(description="Each result also carries the whole stored `article`.")
@@ -103,8 +112,8 @@ async def upsert_batch(
             f"A batch holds at most {limit} articles, got {len(batch.articles)}",
             {"limit": limit, "received": len(batch.articles)},
         )
-    valid, errors = validate_batch_items(batch.articles, settings)
-    stored = await service.upsert_many([item for _, item in valid])
+    valid, errors = validate_batch_items(batch.articles, settings, sites)
+    stored = await service.upsert_many([item for _, item in valid], sites)
     if wait:
         fresh = await waiter.wait([r.article for r in stored])
         for r in stored:
@@ -145,24 +154,30 @@ def batch_external_id(item: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@router.get("", responses={422: ERRORS[422]})
+@router.get("", responses={403: ERRORS[403], 422: ERRORS[422]})
 async def list_articles(
-    query: Annotated[ArticleListQuery, Query()], service: ReadArticleServiceDep
+    query: Annotated[ArticleListQuery, Query()],
+    service: ReadArticleServiceDep,
+    sites: CallerSitesDep,
 ) -> ArticlePage:
-    """Newest first (by published_at), filtered, one page at a time."""
-    articles, next_cursor = await service.list(query)
+    """Newest first (by published_at), filtered, one page at a time; only the key's sites."""
+    articles, next_cursor = await service.list(query, sites)
     return ArticlePage(
         items=[ArticleOut.model_validate(a) for a in articles], next_cursor=next_cursor
     )
 
 
-@router.get("/{ref:path}", responses={404: ERRORS[404]})
+@router.get("/{ref:path}", responses={404: ERRORS[404], 409: ERRORS[409]})
 async def get_article(article: ReadArticleDep) -> ArticleOut:
     """One article, by our id or by the publisher's external_id."""
     return ArticleOut.model_validate(article)
 
 
-@router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT, responses={404: ERRORS[404]})
+@router.delete(
+    "/{ref:path}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: ERRORS[404], 409: ERRORS[409]},
+)
 async def delete_article(article: ArticleDep, service: ArticleServiceDep) -> None:
     """Delete an article; it stops appearing in related results at once."""
     await service.delete(article)

@@ -12,13 +12,12 @@ from pydantic import (
     field_validator,
 )
 
+from app.articles.filters import FilterParams
 from app.core.errors import ErrorBody
 from app.core.schemas import (
-    MAX_FILTER_VALUES,
     Label,
     OptionalLabel,
     Timestamp,
-    TimeWindow,
     blank_is_none,
     no_nul,
 )
@@ -68,7 +67,12 @@ class ArticleIn(BaseModel):
         },
     )
 
-    external_id: ExternalId = Field(description="The publisher's own id; unique.")
+    external_id: ExternalId = Field(description="The publisher's own id; unique within its site.")
+    site: OptionalLabel = Field(
+        default=None,
+        description="The site the article belongs to, one of the API key's (else 403 "
+        "`site_not_allowed`). Left out: the key's site when it has exactly one, else `default`.",
+    )
     title: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NoNul
     ]
@@ -114,6 +118,7 @@ class ArticleOut(BaseModel):
 
     id: uuid.UUID
     external_id: str
+    site: str
     title: str
     body: str
     summary: str | None
@@ -176,17 +181,10 @@ class ArticlePage(BaseModel):
     )
 
 
-class ArticleListQuery(TimeWindow):
+class ArticleListQuery(FilterParams):
+    """The list's filters are related search's (app.articles.filters), with its pages."""
+
     model_config = ConfigDict(extra="ignore")
 
-    source: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these sources."
-    )
-    category: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these categories."
-    )
-    language: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Any of these languages."
-    )
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)

@@ -5,7 +5,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from app.articles.filters import DEFAULT_SITE, Sites, site_not_allowed, visible_sites
 from app.articles.models import Article, utcnow
-from app.articles.repository import ArticleRepository, metadata_filters
+from app.articles.repository import ArticleRepository
 from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
 from app.core.config import Settings
-from app.core.errors import AppError, error_details_from_pydantic, validation_error
+from app.core.errors import AppError, error_details_from_pydantic, not_found, validation_error
 from app.core.limits import text_length_errors
 from app.core.schemas import as_utc
 from app.embedding.text import embedding_hash, embedding_text
@@ -30,7 +31,10 @@ class UpsertResult:
 
 
 def content_hash(item: ArticleIn) -> str:
-    canonical = json.dumps(item.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    # The site is part of the article's identity (with its external_id), not of its content:
+    # hashes of articles stored before sites existed stay valid.
+    fields = item.model_dump(mode="json", exclude={"site"})
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -64,12 +68,14 @@ class ArticleService:
         self.on_queued = on_queued
         self._hooked = False
 
-    async def upsert(self, item: ArticleIn) -> UpsertResult:
-        [result] = await self.upsert_many([item])
+    async def upsert(self, item: ArticleIn, sites: Sites = None) -> UpsertResult:
+        """Create or update one article; 403 unless its site is one of ``sites`` (check_site)."""
+        [result] = await self.upsert_many([item], sites)
         return result
 
-    async def upsert_many(self, items: list[ArticleIn]) -> list[UpsertResult]:
-        """Create or update by external_id, in order; later duplicates in ``items`` win.
+    async def upsert_many(self, items: list[ArticleIn], sites: Sites = None) -> list[UpsertResult]:
+        """Create or update by (site, external_id), in order; later duplicates in ``items`` win.
+        Each item's site must be one of ``sites`` (None: any site).
 
         Articles whose embedded text changed are queued (status pending) for the embedding
         workers; nothing is encoded here, so ingest costs database time only.
@@ -78,6 +84,7 @@ class ArticleService:
         insert; the unique constraint then fails only our savepoint, and the retry reads the
         other writer's row and updates it.
         """
+        items = [check_site(item, sites) for item in items]
         session = self.repository.session
         for attempt in range(3):
             try:
@@ -91,13 +98,13 @@ class ArticleService:
     async def _upsert_many(self, items: list[ArticleIn]) -> list[UpsertResult]:
         now = utcnow()
         stored = {
-            a.external_id: a
-            for a in await self.repository.get_by_external_ids(i.external_id for i in items)
+            (a.external_id, a.site): a
+            for a in await self.repository.get_by_external_ids(map(identity, items))
         }
         results: list[UpsertResult] = []
         for item in items:
             digest = content_hash(item)
-            article = stored.get(item.external_id)
+            article = stored.get(identity(item))
             fields = item.model_dump(exclude={"published_at"})
             if article is None:
                 article = Article(
@@ -108,7 +115,7 @@ class ArticleService:
                     updated_at=now,
                 )
                 self.repository.add_all([article])
-                stored[item.external_id] = article
+                stored[identity(item)] = article
                 status: UpsertStatus = "created"
             elif article.content_hash == digest:
                 status = "unchanged"
@@ -156,14 +163,22 @@ class ArticleService:
         )
         self._hooked = True
 
-    async def get(self, ref: str) -> Article | None:
-        return await self.repository.get_by_ref(ref)
+    async def get(self, ref: str, sites: Sites, asked: Sequence[str] = ()) -> Article:
+        """The article ``ref`` among the caller's ``sites`` (narrowed to the sites ``asked``):
+        404 when there is none there, 409 when an external_id names one in several."""
+        found = await self.repository.get_by_ref(ref, visible_sites(sites, asked))
+        if not found:
+            raise not_found("article", ref)
+        if len(found) > 1:
+            raise ambiguous_ref(ref, [article.site for article in found])
+        return found[0]
 
-    async def list(self, query: ArticleListQuery) -> tuple[list[Article], str | None]:
+    async def list(
+        self, query: ArticleListQuery, sites: Sites = None
+    ) -> tuple[list[Article], str | None]:
+        """A page of the articles of ``sites`` (None: every site) that pass the filters."""
         after = decode_cursor(query.cursor) if query.cursor else None
-        filters = metadata_filters(
-            query.source, query.category, query.language, query.since, query.until
-        )
+        filters = query.resolve(sites)
         page = await self.repository.list_page(filters, after, query.limit + 1)
         next_cursor = encode_cursor(page[query.limit - 1]) if len(page) > query.limit else None
         return page[: query.limit], next_cursor
@@ -172,12 +187,40 @@ class ArticleService:
         await self.repository.delete(article)
 
 
+def identity(item: ArticleIn) -> tuple[str, str]:
+    """(external_id, site): what an article is stored under, once check_site named the site."""
+    return item.external_id, item.site or DEFAULT_SITE
+
+
+def check_site(item: ArticleIn, sites: Sites) -> ArticleIn:
+    """``item`` with its site named: the one it gives, else the key's when it has exactly one,
+    else `default`; 403 unless that is one of ``sites`` (None: any site)."""
+    site = item.site
+    if site is None:
+        site = next(iter(sites)) if sites is not None and len(sites) == 1 else DEFAULT_SITE
+        item = item.model_copy(update={"site": site})
+    if sites is not None and site not in sites:
+        raise site_not_allowed([site], sites)
+    return item
+
+
+def ambiguous_ref(ref: str, sites: list[str]) -> AppError:
+    return AppError(
+        409,
+        "ambiguous_ref",
+        f"External id {ref!r} is used in several of this key's sites; name one with `?site=` "
+        "or use our id",
+        {"ref": ref, "sites": sites},
+    )
+
+
 def validate_batch_items(
-    raw_items: list[object], settings: Settings | None = None
+    raw_items: list[object], settings: Settings | None = None, sites: Sites = None
 ) -> tuple[list[tuple[int, ArticleIn]], dict[int, AppError]]:
     """Valid items with their positions, and an error per invalid position.
 
-    With ``settings``, texts over the configured lengths are invalid too.
+    With ``settings``, texts over the configured lengths are invalid too; an item for a site not
+    among ``sites`` (None: any) is a 403 ``site_not_allowed`` of its own.
     """
     valid: list[tuple[int, ArticleIn]] = []
     errors: dict[int, AppError] = {}
@@ -191,6 +234,9 @@ def validate_batch_items(
         too_long = text_length_errors(item, settings, ("articles", index)) if settings else []
         if too_long:
             errors[index] = validation_error(too_long, "Invalid article")
-        else:
-            valid.append((index, item))
+            continue
+        try:
+            valid.append((index, check_site(item, sites)))
+        except AppError as exc:
+            errors[index] = exc
     return valid, errors

@@ -6,6 +6,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from app.articles.filters import DEFAULT_SITE
 from app.auth.models import KeyKind, Scope
 from app.auth.repository import ApiKeyRepository
 from app.auth.service import ApiKeyService, normalize_origin
@@ -48,10 +49,26 @@ def create(
         list[str] | None,
         typer.Option(help="An origin a publishable key works from: https://www.example.com."),
     ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A site the key reads and writes (repeatable). Default: `default`, the site "
+            "of every article sent without one."
+        ),
+    ] = None,
+    all_sites: Annotated[
+        bool,
+        typer.Option("--all-sites", help="Every site, present and future (an aggregator)."),
+    ] = False,
 ) -> None:
     """Make a key and print its token, once: only its hash is stored."""
     if not name.strip():
         raise typer.BadParameter("must not be blank", param_hint="--name")
+    if all_sites and site:
+        raise typer.BadParameter("give --site or --all-sites, not both", param_hint="--site")
+    sites = None if all_sites else [s.strip() for s in site or [DEFAULT_SITE]]
+    if sites is not None and not all(0 < len(s) <= 255 for s in sites):
+        raise typer.BadParameter("a site is a name of 1 to 255 characters", param_hint="--site")
     scopes = scope or []
     if publishable:
         if set(scopes) - {Scope.READ}:
@@ -69,14 +86,18 @@ def create(
             raise typer.BadParameter("give at least one", param_hint="--scope")
     key, token = _with_service(
         lambda service: service.create(
-            name.strip(), scopes or [Scope.READ], origins if publishable else None
+            name.strip(), scopes or [Scope.READ], origins if publishable else None, sites
         )
     )
-    described = f"id {key.id}, scopes {','.join(key.scopes)}"
+    described = f"id {key.id}, scopes {','.join(key.scopes)}, sites {describe_sites(key.sites)}"
     if publishable:
         described += f", publishable from {', '.join(key.origins)}"
     typer.echo(described, err=True)
     typer.echo(token)
+
+
+def describe_sites(sites: list[str] | None) -> str:
+    return "*" if sites is None else ",".join(sites)
 
 
 def printable(text: str) -> str:
@@ -89,7 +110,8 @@ def printable(text: str) -> str:
 
 @keys_cli.command("list")
 def list_keys() -> None:
-    """Every key: id, name, scopes, created, revoked, origins (never the token)."""
+    """Every key: id, name, scopes, created, revoked, origins, sites (* for every site; never
+    the token)."""
     keys = _with_service(lambda service: service.list())
     for key in keys:
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "active"
@@ -98,6 +120,7 @@ def list_keys() -> None:
         typer.echo(
             f"{key.id}\t{printable(key.name)}\t{','.join(key.scopes)}\t"
             f"{key.created_at.isoformat(timespec='seconds')}\t{revoked}\t{printable(origins)}"
+            f"\t{printable(describe_sites(key.sites))}"
         )
 
 

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.articles.filters import Sites
 from app.auth.models import KeyKind, Scope
 from app.auth.ratelimit import RateLimiter, retry_after_header
 from app.auth.repository import ApiKeyRepository
@@ -92,7 +93,12 @@ async def authorize(request: Request, scope: Scope) -> Principal:
     if token is None:
         if scope is not Scope.READ or not settings.anonymous_reads:
             raise unauthorized("An API key is required: send `Authorization: Bearer <key>`")
-        principal = Principal(key_id=None, scopes=frozenset({Scope.READ}), client=client)
+        principal = Principal(
+            key_id=None,
+            scopes=frozenset({Scope.READ}),
+            client=client,
+            sites=settings.anonymous_sites,
+        )
     else:
         found = await authenticate(request, token, client) if token else None
         if found is None:
@@ -139,3 +145,13 @@ async def require_by_method(request: Request, _: BearerDep) -> Principal:
     """GET and HEAD read; every other method writes."""
     scope = Scope.READ if request.method in ("GET", "HEAD") else Scope.WRITE
     return await authorize(request, scope)
+
+
+async def caller_sites(request: Request) -> Sites:
+    """The sites the caller (authorized by the router's dependency) reads and writes."""
+    principal: Principal = request.state.principal
+    return principal.sites
+
+
+# Every read and write of articles is scoped by it (app.articles.filters).
+CallerSitesDep = Annotated[Sites, Depends(caller_sites)]

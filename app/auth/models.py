@@ -40,3 +40,10 @@ class ApiKey(Base):
     origins: Mapped[list[str]] = mapped_column(
         ARRAY(String(255)), default=list, server_default="{}"
     )
+    # The sites the key reads and writes; NULL: every site (an aggregator). A key made without
+    # naming any, by this release or the one before (migration 0015), is bound to `default`.
+    sites: Mapped[list[str] | None] = mapped_column(
+        # evaluates_none: a key made with sites=None stores NULL, not the server default.
+        ARRAY(String(255)).evaluates_none(),
+        server_default="{default}",
+    )

@@ -10,10 +10,11 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from app.articles.filters import DEFAULT_SITE, Sites
 from app.articles.models import utcnow
 from app.auth.models import ApiKey, KeyKind, Scope
 from app.auth.repository import ApiKeyRepository
@@ -67,6 +68,8 @@ class Principal:
     client: str
     # A publishable key's origins; None for secret keys and anonymous callers.
     origins: frozenset[str] | None = None
+    # The sites it reads and writes (app.articles.filters); None: every site.
+    sites: Sites = frozenset({DEFAULT_SITE})
 
     @property
     def anonymous(self) -> bool:
@@ -93,12 +96,21 @@ class ApiKeyService:
         self.repository = repository
 
     async def create(
-        self, name: str, scopes: Iterable[Scope], origins: Iterable[str] | None = None
+        self,
+        name: str,
+        scopes: Iterable[Scope],
+        origins: Iterable[str] | None = None,
+        sites: Sequence[str] | None = (DEFAULT_SITE,),
     ) -> tuple[ApiKey, str]:
         """The new key and its token (the only time the token exists outside the caller).
 
         With ``origins``, a publishable key: read only (ValueError for another scope), accepted
-        only from those origins (ValueError for one that is not an http(s) origin)."""
+        only from those origins (ValueError for one that is not an http(s) origin). ``sites``:
+        the sites it reads and writes (None: every site)."""
+        if sites is not None:
+            sites = sorted({site.strip() for site in sites})
+            if not sites or not all(0 < len(site) <= 255 for site in sites):
+                raise ValueError("a site is a name of 1 to 255 characters")
         kind = KeyKind.SECRET if origins is None else KeyKind.PUBLISHABLE
         granted = sorted({Scope(s).value for s in scopes})
         allowed: list[str] = []
@@ -121,6 +133,7 @@ class ApiKeyService:
             created_at=utcnow(),
             kind=kind.value,
             origins=allowed,
+            sites=sites,
         )
         self.repository.add(key)
         await self.repository.flush()
@@ -150,5 +163,9 @@ class ApiKeyService:
             return None
         origins = frozenset(key.origins) if kind is KeyKind.PUBLISHABLE else None
         return Principal(
-            key_id=key.id, scopes=frozenset(key.scopes), client=client, origins=origins
+            key_id=key.id,
+            scopes=frozenset(key.scopes),
+            client=client,
+            origins=origins,
+            sites=None if key.sites is None else frozenset(key.sites),
         )

@@ -127,12 +127,12 @@ class Settings(BaseSettings):
         description="How often each process re-reads the corpus' word statistics "
         "(pg_stats, kept by ANALYZE) for related ranking.",
     )
-    max_concurrent_requests: int = Field(
-        default=64,
+    max_concurrent_requests: int | None = Field(
+        default=None,
         ge=1,
         le=100_000,
         description="Requests one process works on at once; past it, 503 overloaded with "
-        "Retry-After at once (probes and /metrics excepted).",
+        "Retry-After at once (probes and /metrics excepted). Default: twice db_pool_size.",
     )
     max_header_bytes: int = Field(
         default=32 * 1024,
@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         default=False,
         description="Let callers without a key read (list, get, related, drafts); writes "
         "always need a key with the write scope.",
+    )
+    anonymous_read_sites: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["default"],
+        description="The sites anonymous reads see, comma-separated (`*`: every site); "
+        "`default` by default, the site of every article sent without one.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -205,7 +210,21 @@ class Settings(BaseSettings):
         default="json", description="json: one JSON object per line (request logs included)."
     )
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @property
+    def request_limit(self) -> int:
+        """Requests in progress per process before shedding. Past the pool's connections a
+        request only queues; twice the pool keeps the queue to about one request's time, and
+        keeps the CPU work ahead of a request to be shed short (bench/burst.py)."""
+        return self.max_concurrent_requests or 2 * self.db_pool_size
+
+    @property
+    def anonymous_sites(self) -> frozenset[str] | None:
+        """anonymous_read_sites as a caller's sites (None: every site)."""
+        if "*" in self.anonymous_read_sites:
+            return None
+        return frozenset(self.anonymous_read_sites)
+
+    @field_validator("cors_origins", "trusted_proxies", "anonymous_read_sites", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

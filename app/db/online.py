@@ -81,16 +81,20 @@ def index_is_valid(connection: Connection, name: str) -> bool | None:
     return valid
 
 
-def create_index_concurrently(connection: Connection, name: str, definition: str) -> None:
-    """``CREATE INDEX CONCURRENTLY name ON definition`` unless a valid one exists; an invalid one
-    (a build interrupted earlier) is dropped and built again. In an autocommit block."""
+def create_index_concurrently(
+    connection: Connection, name: str, definition: str, unique: bool = False
+) -> None:
+    """``CREATE [UNIQUE] INDEX CONCURRENTLY name ON definition`` unless a valid one exists; an
+    invalid one (a build interrupted earlier) is dropped and built again. In an autocommit
+    block."""
     with no_lock_timeout(connection):
         valid = index_is_valid(connection, name)
         if valid:
             return
         if valid is False:
             connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-        connection.exec_driver_sql(f"CREATE INDEX CONCURRENTLY {name} ON {definition}")
+        kind = "UNIQUE INDEX" if unique else "INDEX"
+        connection.exec_driver_sql(f"CREATE {kind} CONCURRENTLY {name} ON {definition}")
 
 
 def drop_index_concurrently(connection: Connection, name: str) -> None:

@@ -137,7 +137,7 @@ async def _service(
         )
         async with database.read_pool.acquire() as connection:
             related = RelatedService(RelatedRepository(connection), encoder, ef_search, idf)
-            out = await RecommendService(related).recommend(request, combination)
+            out = await RecommendService(related).recommend(request, None, combination)
         answers.append([item.external_id for item in out.items])
     return answers
 

@@ -29,8 +29,8 @@ class RecommendIn(RelatedFilters):
         min_length=1,
         max_length=MAX_POSITIVE,
         description="What the reader read, most recent first: our ids or external_ids. Never "
-        "returned. Refs that name no article, or one not embedded yet, are skipped and listed "
-        "in `ignored`.",
+        "returned. Refs that name no article of the caller's sites, or one not embedded yet, "
+        "are skipped and listed in `ignored`.",
     )
     negative: list[Label] = Field(
         default_factory=list,
@@ -40,11 +40,16 @@ class RecommendIn(RelatedFilters):
     )
 
 
+IgnoredReason = Literal["not_found", "not_embedded", "ambiguous"]
+
+
 class Ignored(BaseModel):
     ref: str
-    reason: Literal["not_found", "not_embedded"] = Field(
-        description="`not_found`: no article by that id or external_id; `not_embedded`: it has "
-        "no vector of the current model yet (or it failed)."
+    reason: IgnoredReason = Field(
+        description="`not_found`: no article of the caller's sites by that id or external_id; "
+        "`not_embedded`: it has no vector of the current model yet (or it failed); "
+        "`ambiguous`: an external_id that several of the caller's sites use (name the `site`, "
+        "or send our id)."
     )
 
 

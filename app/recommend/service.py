@@ -29,9 +29,10 @@ import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
+from app.articles.filters import Sites, visible_sites
 from app.articles.repository import parse_uuid
 from app.core.errors import AppError
-from app.recommend.schemas import Ignored, RecommendIn, RecommendOut
+from app.recommend.schemas import Ignored, IgnoredReason, RecommendIn, RecommendOut
 from app.related.repository import Filters, candidate_vectors
 from app.related.rerank import zscore
 from app.related.service import (
@@ -70,15 +71,20 @@ class History:
     @classmethod
     def of(cls, request: RecommendIn, rows: Sequence[asyncpg.Record]) -> "History":
         by_id = {row["id"]: row for row in rows}
-        by_external = {row["external_id"]: row for row in rows}
+        by_external: dict[str, list[asyncpg.Record]] = {}
+        for row in rows:
+            by_external.setdefault(row["external_id"], []).append(row)
         ignored: list[Ignored] = []
 
         def resolve(refs: Sequence[str], taken: set[uuid.UUID]) -> list[asyncpg.Record]:
             usable = []
             for ref in refs:
-                row = by_id.get(parse_uuid(ref)) or by_external.get(ref)
+                named = by_external.get(ref, [])
+                row = by_id.get(parse_uuid(ref)) or (named[0] if len(named) == 1 else None)
                 if row is None or not row["usable"]:
-                    reason = "not_found" if row is None else "not_embedded"
+                    reason: IgnoredReason = "not_embedded"
+                    if row is None:  # an external_id of several of the caller's sites: which?
+                        reason = "ambiguous" if named else "not_found"
                     ignored.append(Ignored(ref=ref, reason=reason))
                 elif row["id"] not in taken:
                     taken.add(row["id"])
@@ -132,12 +138,15 @@ class RecommendService:
         self.related = related
 
     async def recommend(
-        self, request: RecommendIn, combination: Combination = COMBINATION
+        self, request: RecommendIn, sites: Sites = None, combination: Combination = COMBINATION
     ) -> RecommendOut:
+        """Recommendations from articles of ``sites`` (None: every site), for a caller who sees
+        those: the history is looked up among them too."""
         related = self.related
         model = related.encoder.model_name
         refs = [*request.positive, *request.negative]
-        history = History.of(request, await related.repository.history(refs, model))
+        visible = visible_sites(sites, request.site)  # a site not the caller's: 403 first
+        history = History.of(request, await related.repository.history(refs, model, visible))
         if not history.positive:
             raise _no_positive(request, history)
         # The history never comes back: excluded by the request's own filters, by both names.
@@ -150,7 +159,7 @@ class RecommendService:
                 ]
             }
         )
-        filters = resolve_filters(query)
+        filters = resolve_filters(query, sites=sites)
         positives = candidate_vectors(history.positive)
         latest = history.positive[0]
         asked = Asked(

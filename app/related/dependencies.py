@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Annotated
 
 import asyncpg
@@ -5,6 +6,8 @@ from fastapi import Depends, Request
 from pydantic import TypeAdapter
 
 from app.articles.dependencies import ArticleRef
+from app.articles.filters import Sites, visible_sites
+from app.articles.service import ambiguous_ref
 from app.core.errors import not_found
 from app.core.query import QueryModel
 from app.db.reads import ReadConnectionDep, read_ef_search
@@ -40,8 +43,14 @@ article_ref = TypeAdapter(ArticleRef)
 related_query = QueryModel(RelatedQuery)
 
 
-async def source_article(service: RelatedService, ref: str) -> SourceArticle:
-    article = await service.repository.source_article(ref)
-    if article is None:
+async def source_article(
+    service: RelatedService, ref: str, sites: Sites, asked: Sequence[str] = ()
+) -> SourceArticle:
+    """The article among the caller's ``sites`` (narrowed to those ``asked``): 404 for one of
+    another site, as for none; 409 for an external_id used in several of them."""
+    found = await service.repository.source_article(ref, visible_sites(sites, asked))
+    if not found:
         raise not_found("article", ref)
-    return article
+    if len(found) > 1:
+        raise ambiguous_ref(ref, [article.site or "" for article in found])
+    return found[0]

@@ -25,8 +25,10 @@ def _minute(value: datetime | None) -> datetime | None:
 
 
 def estimate_key(model: str, filters: Filters) -> Hashable:
+    # The caller's sites are part of the key: one site's estimate is not another's.
     return (
         model,
+        None if filters.sites is None else tuple(filters.sites),
         tuple(filters.source),
         tuple(filters.category),
         tuple(filters.language),
@@ -37,7 +39,9 @@ def estimate_key(model: str, filters: Filters) -> Hashable:
 
 def restrictive_part(filters: Filters) -> Filters:
     """The filters that can keep few rows: exclusions leave the estimate as good as unchanged."""
-    return dataclasses.replace(filters, exclude_source=(), exclude_ids=(), exclude_id=None)
+    return dataclasses.replace(
+        filters, exclude_source=(), exclude_category=(), exclude_ids=(), exclude_id=None
+    )
 
 
 class RowEstimates:

@@ -8,12 +8,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from app.articles.repository import parse_uuid
+from app.articles.filters import ArticleFilters, parse_uuid
 from app.db.reads import decode_vectors
 from app.related.terms import TermBatch, Terms
 
@@ -50,6 +49,7 @@ class SourceArticle:
     embedding_error: str | None
     embedding_model: str | None
     embedded: bool  # it has a vector (of embedding_model)
+    site: str | None = None  # read when found by external_id, which may be in several sites
 
 
 class Where:
@@ -70,73 +70,45 @@ class Where:
     def sql(self) -> str:
         return " AND ".join(self.clauses) or "true"
 
+    def apply(self, filters: ArticleFilters) -> None:
+        for clause in filters.clauses(self.param):
+            self.add(clause)
+
     def or_id(self, article_id: uuid.UUID) -> None:
         """From now on: these clauses, or the one row ``article_id``."""
         self.clauses = [f"({self.sql}) OR id = {self.param(article_id)}"]
 
 
-@dataclass(frozen=True)
-class Filters:
-    """The caller's filters (app.related.schemas.RelatedFilters, resolved)."""
-
-    source: Sequence[str] = ()
-    exclude_source: Sequence[str] = ()
-    category: Sequence[str] = ()
-    language: Sequence[str] = ()
-    since: datetime | None = None
-    until: datetime | None = None
-    exclude_ids: Sequence[str] = ()
-    exclude_id: uuid.UUID | None = None  # the article asked about
-
-    @property
-    def restrictive(self) -> bool:
-        """Filters that can keep a small share of the corpus (exclusions cannot)."""
-        return bool(self.source or self.category or self.language or self.since or self.until)
-
-    def apply(self, where: Where) -> None:
-        if self.source:
-            where.add(f"source = ANY({where.param(list(self.source))}::text[])")
-        if self.exclude_source:
-            # NULL sources are not "another source" to SQL; keep them explicitly.
-            values = where.param(list(self.exclude_source))
-            where.add(f"(source IS NULL OR NOT source = ANY({values}::text[]))")
-        if self.category:
-            where.add(f"category = ANY({where.param(list(self.category))}::text[])")
-        if self.language:
-            languages = [language.lower() for language in self.language]
-            where.add(f"language = ANY({where.param(languages)}::text[])")
-        if self.since is not None:
-            where.add(f"published_at >= {where.param(self.since)}")
-        if self.until is not None:
-            where.add(f"published_at < {where.param(self.until)}")
-        if self.exclude_ids:
-            where.add(f"NOT external_id = ANY({where.param(list(self.exclude_ids))}::text[])")
-            ids = [i for i in map(parse_uuid, self.exclude_ids) if i is not None]
-            if ids:
-                where.add(f"NOT id = ANY({where.param(ids)}::uuid[])")
-        if self.exclude_id is not None:
-            where.add(f"id <> {where.param(self.exclude_id)}")
+# The one definition of the filters, shared with listing (app.articles.filters).
+Filters = ArticleFilters
 
 
 class RelatedRepository:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
 
-    async def source_article(self, ref: str) -> SourceArticle | None:
-        """By our id or, failing that, by the publisher's external_id."""
-        row = None
+    async def source_article(self, ref: str, sites: Sequence[str] | None) -> list[SourceArticle]:
+        """By our id or, failing that, by the publisher's external_id, among ``sites``'
+        articles (None: every site): one, none, or one per site using that external_id."""
+        where = Where()
+        where.apply(ArticleFilters(sites=sites))
+        in_sites = where.sql
         article_id = parse_uuid(ref)
         if article_id is not None:
             row = await self.connection.fetchrow(
-                f"SELECT {SOURCE_COLUMNS} FROM articles WHERE id = $1", article_id
+                f"SELECT {SOURCE_COLUMNS} FROM articles "
+                f"WHERE id = {where.param(article_id)} AND {in_sites}",
+                *where.args,
             )
-        if row is None:
-            row = await self.connection.fetchrow(
-                f"SELECT {SOURCE_COLUMNS} FROM articles WHERE external_id = $1", ref
-            )
-        if row is None:
-            return None
-        return SourceArticle(**dict(row))
+            if row is not None:
+                return [SourceArticle(**dict(row))]
+            where.args.pop()
+        rows = await self.connection.fetch(
+            f"SELECT {SOURCE_COLUMNS}, site FROM articles "
+            f"WHERE external_id = {where.param(ref)} AND {in_sites} ORDER BY site",
+            *where.args,
+        )
+        return [SourceArticle(**dict(row)) for row in rows]
 
     async def draft_terms(self, title: str, summary: str | None, body: str) -> tuple[Terms, Terms]:
         """The draft's terms and its headline's, as the trigger of migration 0007 computes a
@@ -152,18 +124,22 @@ class RelatedRepository:
         assert row is not None
         return Terms.from_bytes(row["hashes"], row["counts"]), Terms.headline(row["title_hashes"])
 
-    async def history(self, refs: Sequence[str], model: str) -> list[asyncpg.Record]:
-        """The articles these refs name (our id or external_id), each with FEATURE_COLUMNS and
-        ``usable``: it has a ready vector of ``model``."""
+    async def history(
+        self, refs: Sequence[str], model: str, sites: Sequence[str] | None
+    ) -> list[asyncpg.Record]:
+        """The articles of ``sites`` (None: every site) these refs name, by our id or
+        external_id, each with FEATURE_COLUMNS and ``usable``: it has a ready vector of
+        ``model``."""
+        where = Where()
+        where.apply(ArticleFilters(sites=sites))
         ids = [i for i in map(parse_uuid, refs) if i is not None]
         rows: list[asyncpg.Record] = await self.connection.fetch(
-            f"SELECT id, external_id, published_at, embedding_status, embedding_model, "
-            f"(embedding_model = $1 AND embedding_status = 'ready' AND embedding IS NOT NULL) "
-            f"AS usable, {FEATURE_COLUMNS} FROM articles "
-            "WHERE id = ANY($2::uuid[]) OR external_id = ANY($3::text[])",
-            model,
-            ids,
-            list(refs),
+            "SELECT id, external_id, published_at, embedding_status, embedding_model, "
+            f"(embedding_model = {where.param(model)} AND embedding_status = 'ready' "
+            f"AND embedding IS NOT NULL) AS usable, {FEATURE_COLUMNS} FROM articles "
+            f"WHERE (id = ANY({where.param(ids)}::uuid[]) "
+            f"OR external_id = ANY({where.param(list(refs))}::text[])) AND {where.sql}",
+            *where.args,
         )
         return rows
 
@@ -181,7 +157,7 @@ class RelatedRepository:
         """The planner's estimate of the rows the filters keep: statistics, no scan."""
         where = Where()
         where.add(f"embedding_model = {where.param(model)}")
-        filters.apply(where)
+        where.apply(filters)
         plan = await self.connection.fetchval(
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles WHERE {where.sql}", *where.args
         )
@@ -233,10 +209,14 @@ def nearest_sql(
     model_param = where.param(model)
     asked = ""
     if isinstance(vector, StoredVector):
+        # Only an article of the caller's sites is searched from: another's has no vector here.
+        in_sites = "".join(
+            f" AND {c}" for c in ArticleFilters(sites=filters.sites).clauses(where.param)
+        )
         asked = (
             "WITH asked AS MATERIALIZED (SELECT embedding FROM articles "
             f"WHERE id = {where.param(vector.article_id)} AND embedding_model = {model_param} "
-            "AND embedding_status = 'ready') "
+            f"AND embedding_status = 'ready'{in_sites}) "
         )
         # A scalar subquery is computed once, before the scan: the index walks from its value.
         query = "(SELECT embedding FROM asked)"
@@ -244,7 +224,7 @@ def nearest_sql(
         query = where.param(vector)
     # Vectors of two models are never compared.
     where.add(f"embedding_model = {model_param}")
-    filters.apply(where)
+    where.apply(filters)
     if probe is not None:
         limit += 1
     features = f", {FEATURE_COLUMNS}" if with_features else ""

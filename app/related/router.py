@@ -2,7 +2,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from app.articles.repository import parse_uuid
-from app.auth.dependencies import READ_SECURITY, authorize, require_read
+from app.auth.dependencies import READ_SECURITY, CallerSitesDep, authorize, require_read
 from app.auth.models import Scope
 from app.core.deps import SettingsDep
 from app.core.errors import ErrorResponse
@@ -28,7 +28,8 @@ async def related_to_article(request: Request) -> Response:
     `?source=A&source=B`.
     """
     # The request on every page view: a DirectRoute (app.core.routing), its checks in order.
-    await authorize(request, Scope.READ)
+    principal = await authorize(request, Scope.READ)
+    sites = principal.sites
     ref = path_parameter(request, "ref", article_ref)
     invalid: RequestValidationError | None = None
     query: RelatedQuery | None = None
@@ -42,15 +43,16 @@ async def related_to_article(request: Request) -> Response:
         # By our id: one statement finds the article and its related articles.
         answer = None
         if query is not None and article_id is not None:
-            answer = await service.for_article_id(article_id, query)
+            answer = await service.for_article_id(article_id, query, sites)
         if answer is not None:
             key, items = answer
         else:  # by external_id, or no such article (404), or not embedded yet (409)
-            article = await source_article(service, ref)
+            asked = query.site if query is not None else ()
+            article = await source_article(service, ref, sites, asked)
             if query is None:
                 assert invalid is not None
                 raise invalid
-            items = await service.for_article(article, query)
+            items = await service.for_article(article, query, sites)
             key = ArticleKey(id=article.id, external_id=article.external_id)
     out = RelatedOut(article=key, model=service.encoder.model_name, items=items)
     return Response(out.model_dump_json(), media_type="application/json")
@@ -63,8 +65,13 @@ router.add_api_route(
     route_class_override=DirectRoute,
     response_model=RelatedOut,
     responses={
+        403: {"model": ErrorResponse, "description": "A site the key does not have"},
         404: {"model": ErrorResponse, "description": "No such article"},
-        409: {"model": ErrorResponse, "description": "The article is not embedded yet"},
+        409: {
+            "model": ErrorResponse,
+            "description": "The article is not embedded yet; or its external_id is used in "
+            "several of the key's sites (`ambiguous_ref`: name one with `site`)",
+        },
         422: {"model": ErrorResponse, "description": "Invalid filters"},
     },
     openapi_extra={
@@ -80,12 +87,16 @@ router.add_api_route(
 @router.post(
     "/v1/related",
     dependencies=[Depends(require_read)],
-    responses={422: {"model": ErrorResponse, "description": "Invalid text or filters"}},
+    responses={
+        403: {"model": ErrorResponse, "description": "A site the key does not have"},
+        422: {"model": ErrorResponse, "description": "Invalid text or filters"},
+    },
 )
 async def related_to_text(
-    draft: DraftIn, service: RelatedServiceDep, settings: SettingsDep
+    draft: DraftIn, service: RelatedServiceDep, settings: SettingsDep, sites: CallerSitesDep
 ) -> RelatedOut:
-    """Articles related to text that is not stored: a draft in a CMS, for example."""
+    """Articles related to text that is not stored: a draft in a CMS, for example; only
+    articles of the key's sites."""
     check_text_length(draft, settings)
-    items = await service.for_draft(draft)
+    items = await service.for_draft(draft, sites)
     return RelatedOut(article=None, model=service.encoder.model_name, items=items)

@@ -4,13 +4,14 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.articles.filters import FilterParams
 from app.articles.schemas import MAX_BODY_CHARS, NoNul
-from app.core.schemas import MAX_FILTER_VALUES, Label, TimeWindow
+from app.core.schemas import Label
 
 Ranking = Literal["hybrid", "vector"]
 
 
-class RelatedFilters(TimeWindow):
+class RelatedFilters(FilterParams):
     ranking: Ranking = Field(
         default="hybrid",
         description="`hybrid` (default): semantic and lexical evidence with query expansion, "
@@ -18,26 +19,6 @@ class RelatedFilters(TimeWindow):
         "`vector`: plain embedding cosine.",
     )
     limit: int = Field(default=10, ge=1, le=100, description="How many related articles.")
-    max_age_days: float | None = Field(
-        default=None, gt=0, le=36500, description="Only articles published in the last N days."
-    )
-    source: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these sources."
-    )
-    exclude_source: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Not these sources."
-    )
-    category: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these categories."
-    )
-    language: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these languages."
-    )
-    exclude_ids: list[Label] = Field(
-        default_factory=list,
-        max_length=1000,
-        description="Articles to leave out, by our id or by external_id.",
-    )
     min_score: float | None = Field(
         default=None,
         ge=-1,

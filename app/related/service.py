@@ -30,12 +30,13 @@ and terms (app.related.terms), and app.related.rerank orders them; ``limit`` are
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import numpy as np
 
+from app.articles.filters import Sites
 from app.core.errors import AppError
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
@@ -198,21 +199,10 @@ def embedding_pending(external_id: str, embedding_model: str | None, model: str)
     )
 
 
-def resolve_filters(query: RelatedFilters, exclude_id: uuid.UUID | None = None) -> Filters:
-    since = query.since
-    if query.max_age_days is not None:
-        cutoff = datetime.now(UTC) - timedelta(days=query.max_age_days)
-        since = max(since, cutoff) if since else cutoff
-    return Filters(
-        source=query.source,
-        exclude_source=query.exclude_source,
-        category=query.category,
-        language=query.language,
-        since=since,
-        until=query.until,
-        exclude_ids=query.exclude_ids,
-        exclude_id=exclude_id,
-    )
+def resolve_filters(
+    query: RelatedFilters, exclude_id: uuid.UUID | None = None, sites: Sites = None
+) -> Filters:
+    return query.resolve(sites, exclude_id)
 
 
 def related_articles(
@@ -261,23 +251,24 @@ class RelatedService:
         self.corpus_idf = corpus_idf  # None until the corpus is analyzed (app.related.statistics)
 
     async def for_article(
-        self, article: SourceArticle, query: RelatedFilters
+        self, article: SourceArticle, query: RelatedFilters, sites: Sites = None
     ) -> list[RelatedArticle]:
-        """409 unless the article is embedded with this model; else its related articles."""
+        """409 unless the article is embedded with this model; else its related articles among
+        ``sites``' (None: every site's)."""
         model = self.encoder.model_name
         check_embedded(article, model)
-        answer = await self.for_article_id(article.id, query)
+        answer = await self.for_article_id(article.id, query, sites)
         if answer is None:  # re-embedded since it was read
             raise embedding_pending(article.external_id, article.embedding_model, model)
         return answer[1]
 
     async def for_article_id(
-        self, article_id: uuid.UUID, query: RelatedFilters
+        self, article_id: uuid.UUID, query: RelatedFilters, sites: Sites = None
     ) -> tuple[ArticleKey, list[RelatedArticle]] | None:
         """The article's key and its related articles, in one round trip in the common case;
-        None when there is no article with a ready vector of this model by that id (the
-        caller answers 404 or 409)."""
-        found = await self.candidates(article_id, query)
+        None when there is no article of ``sites`` (None: any site) with a ready vector of this
+        model by that id (the caller answers 404 or 409). Results come from ``sites`` only."""
+        found = await self.candidates(article_id, query, sites)
         if found is None or found.asked is None:
             return None
         row = found.asked
@@ -289,25 +280,29 @@ class RelatedService:
         asked = Asked(vector, AskedText.of_row(row), row["category"], row["published_at"])
         return key, await self.answer(Candidates.of(found.rows), query, asked)
 
-    async def candidates(self, article_id: uuid.UUID, query: RelatedFilters) -> Found | None:
+    async def candidates(
+        self, article_id: uuid.UUID, query: RelatedFilters, sites: Sites = None
+    ) -> Found | None:
         """The search statements of a request for a stored article (bench/related.py sends
         exactly these), without the ranking."""
         return await self.nearest(
             StoredVector(article_id),
-            resolve_filters(query, exclude_id=article_id),
+            resolve_filters(query, exclude_id=article_id, sites=sites),
             candidates_wanted(query),
             query.limit,
             features=needs_features(query),
             probe=article_id,
         )
 
-    async def for_draft(self, draft: DraftIn) -> list[RelatedArticle]:
+    async def for_draft(self, draft: DraftIn, sites: Sites = None) -> list[RelatedArticle]:
+        """Articles of ``sites`` (None: every site) related to a draft."""
+        filters = resolve_filters(draft, sites=sites)  # a site not the caller's: 403 first
         text = embedding_text(draft.title, draft.summary, draft.body)
         [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
         limit = draft.limit
         features = needs_features(draft)
         wanted = candidates_wanted(draft)
-        found = await self.nearest(vector, resolve_filters(draft), wanted, limit, features)
+        found = await self.nearest(vector, filters, wanted, limit, features)
         assert found is not None  # a vector of its own: never an unknown article
         if not features:
             return related_articles(found.rows[:limit], draft.min_score)
@@ -357,8 +352,9 @@ class RelatedService:
         return Found(found.rows[:wanted], found.asked, found.probed)
 
     async def _exact_first(self, filters: Filters) -> bool:
-        """Filters the planner expects to keep few rows: an exact scan of them, no index walk."""
-        if not filters.restrictive:
+        """Filters the planner expects to keep few rows: an exact scan of them, no index walk.
+        The caller's sites count: a small site among many is a small share of the table."""
+        if not filters.restrictive and filters.sites is None:
             return False
         model = self.encoder.model_name
         rows = await self.row_estimates.get(model, filters, self.repository.estimated_rows)
