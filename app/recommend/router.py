@@ -5,6 +5,7 @@ from app.core.errors import ErrorResponse
 from app.recommend.schemas import RecommendIn, RecommendOut
 from app.recommend.service import RecommendService
 from app.related.dependencies import RelatedServiceDep
+from app.related.router import SITE_NOT_ALLOWED
 
 router = APIRouter(tags=["related"])
 
@@ -13,7 +14,7 @@ router = APIRouter(tags=["related"])
     "/v1/recommend",
     dependencies=[Depends(require_read)],
     responses={
-        403: {"model": ErrorResponse, "description": "A site the key does not have"},
+        **SITE_NOT_ALLOWED,
         404: {"model": ErrorResponse, "description": "None of the positive articles exists"},
         409: {"model": ErrorResponse, "description": "None of them is embedded yet"},
         422: {"model": ErrorResponse, "description": "Invalid history or filters"},
