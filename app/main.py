@@ -31,6 +31,7 @@ from app.observability.router import router as metrics_router
 from app.pipeline.router import router as pipeline_router
 from app.pipeline.service import PendingGauge
 from app.pipeline.worker import EmbeddingWorker
+from app.recommend.router import router as recommend_router
 from app.related.estimates import RowEstimates
 from app.related.router import router as related_router
 from app.related.statistics import TermStatistics
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # Its routes check the key themselves: GET related is a DirectRoute (app.core.routing),
     # which runs no dependencies.
     app.include_router(related_router, responses=AUTH_ERRORS)
+    app.include_router(recommend_router, responses=AUTH_ERRORS)
     app.include_router(
         articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
     )
