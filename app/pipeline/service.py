@@ -53,9 +53,12 @@ class PendingGauge:
     async def refresh(self) -> None:
         async with self.database.sessions() as session, session.begin():
             repository = PipelineRepository(session)
-            # Each process compacts the counts as it reads them: a few rows to sum per read.
-            await repository.compact_counts()
+            # Each process compacts the counts after it reads them: a few rows to sum per read.
+            # Read first: the read takes its lock on articles before the compaction locks rows
+            # of embedding_counts, the order a TRUNCATE of articles takes them in (its trigger
+            # empties the counts); the other order deadlocks with it.
             self.value = float((await repository.queue_counts()).status("pending"))
+            await repository.compact_counts()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pending-gauge")
