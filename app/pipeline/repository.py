@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import EMBEDDING_DIMENSION
+from app.db.citus import is_distributed
 
 # Oldest first. SKIP LOCKED lets any number of workers claim at once without waiting on each
 # other; the lease makes a claim expire, so rows of a worker killed mid-batch are claimed again.
@@ -35,6 +36,44 @@ _CLAIM = text(
     WHERE a.id = picked.id
     RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts
     """
+)
+
+# On Citus (app.db.citus) the claim above is refused (FOR UPDATE across shards): the sites with
+# claimable articles, oldest first, then the same claim within one site at a time, a statement
+# that Citus sends whole to the one shard holding that site, where SKIP LOCKED works as on one
+# PostgreSQL. The pending rows' partial index answers the first on every shard.
+_CLAIMABLE_SITES = text(
+    """
+    SELECT site FROM articles
+    WHERE embedding_status = 'pending'
+      AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
+    GROUP BY site
+    ORDER BY min(embedding_queued_at)
+    """
+)
+_CLAIM_IN_SITE = text(
+    """
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM articles
+        WHERE site = :site AND embedding_status = 'pending'
+          AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
+        ORDER BY embedding_queued_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE articles AS a
+    SET embedding_lease_until = now() + make_interval(secs => :lease_s),
+        embedding_attempts = a.embedding_attempts + 1
+    FROM picked
+    WHERE a.site = :site AND a.id = picked.id
+    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts
+    """
+)
+
+# Without the counting triggers of 0012, which cannot run on the shards: counted from the
+# articles, a parallel count on every shard.
+_COUNT_ARTICLES = text(
+    "SELECT embedding_status, embedding_model, count(*) FROM articles GROUP BY 1, 2"
 )
 
 # Only if the text is still the one claimed (embedding_hash is rewritten by every upsert that
@@ -143,10 +182,24 @@ class QueueCounts:
 class PipelineRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.distributed = is_distributed(session)
 
     async def claim(self, limit: int, lease_s: float) -> list[Claimed]:
+        if self.distributed:
+            return await self._claim_by_site(limit, lease_s)
         result = await self.session.execute(_CLAIM, {"limit": limit, "lease_s": lease_s})
         return [Claimed(*row) for row in result.all()]
+
+    async def _claim_by_site(self, limit: int, lease_s: float) -> list[Claimed]:
+        claimed: list[Claimed] = []
+        for site in (await self.session.scalars(_CLAIMABLE_SITES)).all():
+            result = await self.session.execute(
+                _CLAIM_IN_SITE, {"site": site, "limit": limit - len(claimed), "lease_s": lease_s}
+            )
+            claimed += [Claimed(*row) for row in result.all()]
+            if len(claimed) >= limit:
+                break
+        return claimed
 
     async def write_back(self, model: str, rows: Sequence[Embedded]) -> None:
         if rows:
@@ -194,6 +247,8 @@ class PipelineRepository:
         """embedding_counts summed into one row per (status, model). Writers only append to it,
         so it grows with every statement until a reader compacts it; rows appended meanwhile
         are outside this statement's snapshot and stay as they are."""
+        if self.distributed:
+            return  # no counts table there (see _COUNT_ARTICLES)
         await self.session.execute(
             text(
                 "WITH changes AS (DELETE FROM embedding_counts RETURNING *) "
@@ -215,7 +270,9 @@ class PipelineRepository:
         """From embedding_counts (app.pipeline.models), not from the articles themselves; the
         oldest pending article from the pending rows' partial index."""
         rows = await self.session.execute(
-            text(
+            _COUNT_ARTICLES
+            if self.distributed
+            else text(
                 "SELECT embedding_status, embedding_model, sum(articles) FROM embedding_counts "
                 "GROUP BY embedding_status, embedding_model HAVING sum(articles) <> 0"
             )

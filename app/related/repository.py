@@ -84,8 +84,15 @@ Filters = ArticleFilters
 
 
 class RelatedRepository:
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection, *, distributed: bool = False, ef_search: int = 0
+    ) -> None:
         self.connection = connection
+        # On Citus (app.db.citus): the connection's own settings stay on the coordinator, so
+        # every walk sets its ef_search (the connection's, ``ef_search``, unless asked for
+        # another) and iterative scan with SET LOCAL, which reaches the shards.
+        self.distributed = distributed
+        self.ef_search = ef_search
 
     async def source_article(self, ref: str, sites: Sequence[str] | None) -> list[SourceArticle]:
         """By our id or, failing that, by the publisher's external_id, among ``sites``'
@@ -152,6 +159,10 @@ class RelatedRepository:
         walking the index.
         ``probe``: the article asked about, let through the filters: one row more (see
         app.related.service)."""
+        if self.distributed:
+            return await self._nearest_on_shards(
+                vector, model, filters, limit, with_features, ef_search, exact, probe
+            )
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
         rows: list[asyncpg.Record]
         if exact or ef_search is None:
@@ -163,6 +174,39 @@ class RelatedRepository:
                 "SELECT set_config('hnsw.ef_search', $1, true)", str(ef_search)
             )
             rows = await self.connection.fetch(sql, *args)
+        return rows
+
+    async def _nearest_on_shards(
+        self,
+        vector: Any,
+        model: str,
+        filters: Filters,
+        limit: int,
+        with_features: bool,
+        ef_search: int | None,
+        exact: bool,
+        probe: uuid.UUID | None,
+    ) -> list[asyncpg.Record]:
+        """nearest() on Citus: the stored article's vector read first (a statement of its own:
+        Citus refuses the scalar subquery of the one-statement form, and a vector bound as a
+        parameter lets each shard walk its own index), then the search with its settings set
+        locally, which Citus passes on to the shards it queries."""
+        if isinstance(vector, StoredVector):
+            where = Where()
+            where.add(f"id = {where.param(vector.article_id)}")
+            where.add(f"embedding_model = {where.param(model)}")
+            where.add("embedding_status = 'ready'")
+            where.apply(ArticleFilters(sites=filters.sites))
+            vector = await self.connection.fetchval(
+                f"SELECT embedding FROM articles WHERE {where.sql}", *where.args
+            )
+        sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
+        walk = int(ef_search or self.ef_search)
+        async with self.connection.transaction(readonly=True):
+            await self.connection.execute(
+                f"SET LOCAL hnsw.ef_search = {walk}; SET LOCAL hnsw.iterative_scan = strict_order"
+            )
+            rows: list[asyncpg.Record] = await self.connection.fetch(sql, *args)
         return rows
 
 
