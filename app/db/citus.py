@@ -22,7 +22,8 @@ SESSION_FLAG = "distributed"
 
 # On every connection to the coordinator of the read path: SET LOCAL is sent on to the workers
 # that the transaction uses (Citus's default sends no SET at all).
-READ_SETTINGS = {"citus.propagate_set_commands": "local"}
+# An EXPLAIN (the row estimates of app.related.repository) shows every shard's plan, not one.
+READ_SETTINGS = {"citus.propagate_set_commands": "local", "citus.explain_all_tasks": "on"}
 
 DISTRIBUTED = text(
     "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') "

@@ -139,7 +139,7 @@ class RelatedRepository:
         plan = await self.connection.fetchval(
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles WHERE {where.sql}", *where.args
         )
-        return float(json.loads(plan)[0]["Plan"]["Plan Rows"])
+        return plan_rows(json.loads(plan)[0]["Plan"])
 
     async def nearest(
         self,
@@ -281,6 +281,23 @@ def nearest_sql(
             f"WHERE {where.sql} ORDER BY {distance} LIMIT {rows}"
         )
     return sql, where.args
+
+
+def plan_rows(plan: dict[str, Any]) -> float:
+    """The planner's row estimate of an EXPLAIN (FORMAT JSON) plan. On Citus the coordinator's
+    own is a placeholder (0 or 100,000): the estimate is the sum of the shards' plans, each
+    planned by its worker with its shard's statistics (every task shown: the read connections
+    set citus.explain_all_tasks, app.db.citus)."""
+    distributed = plan.get("Distributed Query")
+    if distributed is None:
+        return float(plan["Plan Rows"])
+    return float(
+        sum(
+            remote["Plan"]["Plan Rows"]
+            for task in distributed["Job"]["Tasks"]
+            for remote in task["Remote Plan"][0]
+        )
+    )
 
 
 def candidate_terms(rows: Sequence[asyncpg.Record]) -> TermBatch:
