@@ -51,25 +51,44 @@ from tests.test_migrations import test_upgrade_downgrade_upgrade_without_drift  
 from tests.test_pipeline import (  # noqa: F401
     base_settings,
     empty,
+    test_a_new_model_reembeds_in_the_background_and_never_mixes_models,
+    test_a_text_the_model_rejects_is_failed_with_its_reason_and_the_rest_embedded,
     test_a_vector_of_an_older_text_never_overwrites_a_newer_edit,
     test_a_worker_killed_mid_batch_loses_nothing_and_nothing_is_embedded_twice,
+    test_a_worker_stopped_cleanly_hands_its_batch_back_at_once,
     test_ingest_answers_pending_and_a_worker_makes_it_ready,
+    test_related_reembed_requeues_other_models_with_progress,
+    test_wait_true_answers_ready_and_times_out_as_pending,
 )
 from tests.test_related_api import (  # noqa: F401
     examples,
+    test_article_without_a_current_embedding_is_409_not_an_empty_list,
     test_by_id_answers_as_by_external_id,
+    test_by_id_pending_is_409_and_unknown_is_404_even_with_invalid_filters,
     test_category_and_language,
+    test_draft_text_finds_the_story,
     test_draft_with_filters_and_exclusions,
     test_exclude_ids_by_id_and_by_external_id,
+    test_hybrid_and_vector_rankings_return_the_same_articles_in_their_own_order,
+    test_items_come_in_descending_score_whatever_the_ranking,
+    test_limit,
+    test_max_age_days,
+    test_min_score,
     test_same_story_ranks_above_other_stories,
     test_source_and_exclude_source,
+    test_the_one_statement_path_answers_for_stored_articles_only,
     test_time_window,
+    test_vector_ranking_is_by_score_and_never_the_article_itself,
 )
 from tests.test_sites import (  # noqa: F401
     keys,
     stored,
+    test_a_key_of_two_sites,
     test_an_aggregator_sees_its_sites_and_can_narrow_them,
+    test_cursors_do_not_cross_sites,
     test_lists_related_and_drafts_show_the_keys_sites_only,
+    test_nothing_of_another_site_by_id_or_external_id,
+    test_writes_go_to_the_keys_sites_only,
 )
 
 pytestmark = pytest.mark.citus

@@ -159,11 +159,9 @@ class RelatedRepository:
         walking the index.
         ``probe``: the article asked about, let through the filters: one row more (see
         app.related.service)."""
-        if self.distributed:
-            return await self._nearest_on_shards(
-                vector, model, filters, limit, with_features, ef_search, exact, probe
-            )
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
+        if self.distributed:
+            return await self._nearest_on_shards(sql, args, ef_search)
         rows: list[asyncpg.Record]
         if exact or ef_search is None:
             rows = await self.connection.fetch(sql, *args)
@@ -177,30 +175,12 @@ class RelatedRepository:
         return rows
 
     async def _nearest_on_shards(
-        self,
-        vector: Any,
-        model: str,
-        filters: Filters,
-        limit: int,
-        with_features: bool,
-        ef_search: int | None,
-        exact: bool,
-        probe: uuid.UUID | None,
+        self, sql: str, args: list[Any], ef_search: int | None
     ) -> list[asyncpg.Record]:
-        """nearest() on Citus: the stored article's vector read first (a statement of its own:
-        Citus refuses the scalar subquery of the one-statement form, and a vector bound as a
-        parameter lets each shard walk its own index), then the search with its settings set
-        locally, which Citus passes on to the shards it queries."""
-        if isinstance(vector, StoredVector):
-            where = Where()
-            where.add(f"id = {where.param(vector.article_id)}")
-            where.add(f"embedding_model = {where.param(model)}")
-            where.add("embedding_status = 'ready'")
-            where.apply(ArticleFilters(sites=filters.sites))
-            vector = await self.connection.fetchval(
-                f"SELECT embedding FROM articles WHERE {where.sql}", *where.args
-            )
-        sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
+        """nearest() on Citus: the same statement, with its walk settings set locally, which the
+        coordinator passes on to the shards it queries. (A site's statement goes whole to the
+        shard of that site; across sites, Citus reads the stored vector first, sends it to every
+        shard, and merges their nearest rows.)"""
         walk = int(ef_search or self.ef_search)
         async with self.connection.transaction(readonly=True):
             await self.connection.execute(
