@@ -34,7 +34,8 @@ _CLAIM = text(
         embedding_attempts = a.embedding_attempts + 1
     FROM picked
     WHERE a.id = picked.id
-    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts
+    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
+              a.site
     """
 )
 
@@ -66,7 +67,8 @@ _CLAIM_IN_SITE = text(
         embedding_attempts = a.embedding_attempts + 1
     FROM picked
     WHERE a.site = :site AND a.id = picked.id
-    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts
+    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
+              a.site
     """
 )
 
@@ -81,25 +83,31 @@ _COUNT_ARTICLES = text(
 # The vector travels as a binary float4[] and PostgreSQL casts it: pgvector's SQLAlchemy type
 # formats it as text, 384 float-to-string conversions in Python per article on the event loop
 # (py-spy: 6 s of CPU per 2,000 headlines in `related ingest`, beside the encoder thread).
-_WRITE_BACK = text(
-    f"""
+_WRITE_BACK_SQL = f"""
     UPDATE articles
     SET embedding = CAST(:embedding AS real[])::vector({EMBEDDING_DIMENSION}),
         embedding_model = :model, embedding_hash = :new_hash,
         embedding_status = 'ready', embedding_error = NULL, embedding_lease_until = NULL
     WHERE id = :id AND embedding_status = 'pending'
       AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
-    """
-).bindparams(bindparam("embedding", type_=ARRAY(REAL)))
+"""
+_WRITE_BACK = text(_WRITE_BACK_SQL).bindparams(bindparam("embedding", type_=ARRAY(REAL)))
 
-_FAIL = text(
-    """
+_FAIL_SQL = """
     UPDATE articles
     SET embedding_status = 'failed', embedding_error = :error, embedding_lease_until = NULL
     WHERE id = :id AND embedding_status = 'pending'
       AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
-    """
+"""
+_FAIL = text(_FAIL_SQL)
+
+# On Citus, with the article's site: the row's one shard, rather than every shard looked at
+# for one id.
+_IN_SITE = " AND site = :site"
+_WRITE_BACK_IN_SITE = text(_WRITE_BACK_SQL + _IN_SITE).bindparams(
+    bindparam("embedding", type_=ARRAY(REAL))
 )
+_FAIL_IN_SITE = text(_FAIL_SQL + _IN_SITE)
 
 # Rows of a finished batch still pending were edited meanwhile: free them for the next claim
 # rather than leave them leased until the lease runs out.
@@ -144,6 +152,7 @@ class Claimed:
     body: str
     claimed_hash: str | None
     attempts: int
+    site: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,7 @@ class Embedded:
     claimed_hash: str | None
     vector: list[float]
     new_hash: str
+    site: str | None = None  # known: the write goes to the site's shard alone on Citus
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,7 @@ class Failed:
     id: uuid.UUID
     claimed_hash: str | None
     reason: str
+    site: str | None = None
 
 
 @dataclass
@@ -203,8 +214,9 @@ class PipelineRepository:
 
     async def write_back(self, model: str, rows: Sequence[Embedded]) -> None:
         if rows:
+            in_site = self._in_site(rows)
             await self.session.execute(
-                _WRITE_BACK,
+                _WRITE_BACK_IN_SITE if in_site else _WRITE_BACK,
                 [
                     {
                         "id": r.id,
@@ -212,16 +224,29 @@ class PipelineRepository:
                         "model": model,
                         "new_hash": r.new_hash,
                         "claimed_hash": r.claimed_hash,
+                        **({"site": r.site} if in_site else {}),
                     }
                     for r in rows
                 ],
             )
 
+    def _in_site(self, rows: Sequence[Embedded | Failed]) -> bool:
+        return self.distributed and all(r.site is not None for r in rows)
+
     async def mark_failed(self, rows: Sequence[Failed]) -> None:
         if rows:
+            in_site = self._in_site(rows)
             await self.session.execute(
-                _FAIL,
-                [{"id": r.id, "claimed_hash": r.claimed_hash, "error": r.reason} for r in rows],
+                _FAIL_IN_SITE if in_site else _FAIL,
+                [
+                    {
+                        "id": r.id,
+                        "claimed_hash": r.claimed_hash,
+                        "error": r.reason,
+                        **({"site": r.site} if in_site else {}),
+                    }
+                    for r in rows
+                ],
             )
 
     async def release(self, ids: Sequence[uuid.UUID]) -> None:
