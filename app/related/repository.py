@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.articles.filters import ArticleFilters, parse_uuid
-from app.db.reads import decode_vectors
+from app.db.reads import MIN_EF_SEARCH, decode_vectors
 from app.related.terms import TermBatch, Terms
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
@@ -85,7 +85,11 @@ Filters = ArticleFilters
 
 class RelatedRepository:
     def __init__(
-        self, connection: asyncpg.Connection, *, distributed: bool = False, ef_search: int = 0
+        self,
+        connection: asyncpg.Connection,
+        *,
+        distributed: bool = False,
+        ef_search: int = MIN_EF_SEARCH,
     ) -> None:
         self.connection = connection
         # On Citus (app.db.citus): the connection's own settings stay on the coordinator, so
