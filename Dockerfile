@@ -16,14 +16,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/related
 
-# torch from the CPU wheel index, before anything can pull in a CUDA build.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+# The serving set, every package at the version and hash of requirements-image.lock (no dev,
+# eval or embedded extras); torch's CPU build from the CPU wheel index, never a CUDA one.
+COPY requirements-image.lock ./
+RUN pip install --require-hashes --extra-index-url https://download.pytorch.org/whl/cpu \
+        -r requirements-image.lock
 
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 COPY examples ./examples
-RUN pip install -e .
+RUN pip install --no-deps --no-build-isolation -e .
 
 RUN useradd --create-home --uid 10001 related
 USER related

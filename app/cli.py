@@ -231,6 +231,20 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Where the JSON, Markdown and PNG go.")] = Path(
         "reports"
     ),
+    history: Annotated[
+        list[int] | None,
+        typer.Option(
+            min=1,
+            help="Measure recommendations from reading histories of K articles of a label "
+            "instead (repeatable: --history 1 --history 3).",
+        ),
+    ] = None,
+    histories: Annotated[int, typer.Option(min=1, help="Histories drawn per K.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the histories drawn.")] = 0,
+    embedding_cache: Annotated[
+        Path | None,
+        typer.Option(help="Keep the corpus' vectors here between runs (off if not given)."),
+    ] = None,
 ) -> None:
     """Measure relevance on a labelled corpus, in a fresh embedded database."""
     import shlex
@@ -240,7 +254,13 @@ def evaluate(
     from app.db.engine import open_database
     from app.embedding.encoder import Encoder
     from app.embedding.model import load_embedder
+    from app.evaluation.cache import CachedEmbedder
     from app.evaluation.corpus import Protocol, load_corpus
+    from app.evaluation.history import (
+        evaluate_histories,
+        history_markdown,
+        write_history_reports,
+    )
     from app.evaluation.report import markdown, write_reports
     from app.evaluation.runner import evaluate as run_evaluation
 
@@ -253,17 +273,35 @@ def evaluate(
         with tempfile.TemporaryDirectory(prefix="related-eval-") as data_dir:
             settings = Settings(database_url=None, data_dir=Path(data_dir))
             embedder = await asyncio.to_thread(load_embedder, get_settings())
+            cached = None if embedding_cache is None else CachedEmbedder(embedder, embedding_cache)
             async with open_database(settings) as database:
-                encoder = Encoder.from_settings(embedder, settings)
+                encoder = Encoder.from_settings(cached or embedder, settings)
                 encoder.start()
                 try:
-                    evaluation = await run_evaluation(
-                        corpus, database, encoder, settings.hnsw_ef_search
-                    )
+                    if history:
+                        by_history = await evaluate_histories(
+                            corpus,
+                            database,
+                            encoder,
+                            settings.hnsw_ef_search,
+                            history,
+                            histories,
+                            seed,
+                        )
+                    else:
+                        evaluation = await run_evaluation(
+                            corpus, database, encoder, settings.hnsw_ef_search
+                        )
                 finally:
                     await encoder.close()
-        paths = write_reports(evaluation, protocol, out, command)
-        typer.echo(markdown(evaluation, protocol, command))
+                    if cached is not None:
+                        cached.save()
+        if history:
+            paths = write_history_reports(by_history, out, command)
+            typer.echo(history_markdown(by_history, command))
+        else:
+            paths = write_reports(evaluation, protocol, out, command)
+            typer.echo(markdown(evaluation, protocol, command))
         typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
     asyncio.run(run())

@@ -10,7 +10,6 @@ from fastapi import Depends, FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.apidocs.router import install_api_docs
-from app.articles.models import EMBEDDING_DIMENSION
 from app.articles.router import router as articles_router
 from app.auth.cors import PublishableKeyCorsMiddleware
 from app.auth.dependencies import require_by_method, require_read
@@ -24,6 +23,7 @@ from app.db.engine import open_database
 from app.demo.router import router as demo_router
 from app.embedding.encoder import Encoder
 from app.embedding.model import Embedder, load_embedder
+from app.embedding.vectors import EMBEDDING_DIMENSION
 from app.health.router import router as health_router
 from app.observability.metrics import Metrics
 from app.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
@@ -31,6 +31,7 @@ from app.observability.router import router as metrics_router
 from app.pipeline.router import router as pipeline_router
 from app.pipeline.service import PendingGauge
 from app.pipeline.worker import EmbeddingWorker
+from app.recommend.router import router as recommend_router
 from app.related.estimates import RowEstimates
 from app.related.router import router as related_router
 from app.related.statistics import TermStatistics
@@ -155,7 +156,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # id, no log line; a counter on /metrics), or the burst itself keeps the loop busy.
     app.add_middleware(
         LoadSheddingMiddleware,
-        max_concurrent=settings.max_concurrent_requests,
+        max_concurrent=settings.request_limit,
         max_header_bytes=settings.max_header_bytes,
         on_shed=metrics.shed.inc,
     )
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     # Its routes check the key themselves: GET related is a DirectRoute (app.core.routing),
     # which runs no dependencies.
     app.include_router(related_router, responses=AUTH_ERRORS)
+    app.include_router(recommend_router, responses=AUTH_ERRORS)
     app.include_router(
         articles_router, dependencies=[Depends(require_by_method)], responses=AUTH_ERRORS
     )

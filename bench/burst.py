@@ -1,10 +1,14 @@
-"""Bursts of concurrent related requests against one API process: what is shed, how fast, and
+"""Bursts of concurrent related requests against API processes: what is shed, how fast, and
 how the accepted requests fare.
 
-    .venv/bin/python bench/burst.py [--bursts 64,256,1024] [--rounds 3] [--limit 64]
+    .venv/bin/python bench/burst.py [--bursts 64,256,1024] [--rounds 3]
+        [--setups default,64,defaultx2]
 
-Starts `related serve` (one process, RELATED_MAX_CONCURRENT_REQUESTS=--limit, anonymous reads)
-on a fresh embedded PostgreSQL in a temporary directory, loads examples/articles.jsonl (the
+Starts `related serve` processes for each --setups entry LIMIT[xPROCESSES] (LIMIT:
+RELATED_MAX_CONCURRENT_REQUESTS; PROCESSES: how many processes, as behind a load balancer, a
+burst's connections being spread over them in turn; anonymous reads). Each burst goes to each
+setup in turn, so they are compared side by side. All share one fresh
+embedded PostgreSQL in a temporary directory, loads examples/articles.jsonl (the
 real model embeds them), then for each burst size opens that many keep-alive connections and,
 once all are open, sends one `GET /v1/articles/{id}/related` on each at the same moment. Per
 request it records the status and the time from sending to the whole answer. After each burst
@@ -25,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvloop
@@ -45,26 +50,44 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def one_request(port: int, path: str, start: asyncio.Event) -> tuple[int, float]:
-    """On its own connection, opened before the burst: (status, seconds) or (0, seconds)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
-    await start.wait()
-    started = time.perf_counter()
-    try:
-        writer.write(request)
-        status_line = await reader.readline()
+class OneRequest(asyncio.Protocol):
+    """One keep-alive connection that sends one request and times its whole answer. A bare
+    protocol, not asyncio streams: at a burst of 1,024 the client's own cost per answer sits
+    in every later answer's time, and streams cost several times more per answer."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.answer: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.started = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def send(self) -> None:
+        assert self.transport is not None
+        self.started = time.perf_counter()
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.answer.done():
+            return
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
         length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
+        for line in head[1:]:
+            name, _, value = line.partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        await reader.readexactly(length)
-        return int(status_line.split()[1]), time.perf_counter() - started
-    except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
-        return 0, time.perf_counter() - started
-    finally:
-        writer.close()
+        if len(self.buffer) >= end + 4 + length:
+            self.answer.set_result((int(head[0].split()[1]), time.perf_counter() - self.started))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_result((0, time.perf_counter() - self.started))
 
 
 def summary(times: list[float]) -> dict[str, float | None]:
@@ -79,19 +102,41 @@ def summary(times: list[float]) -> dict[str, float | None]:
     }
 
 
-async def burst(port: int, paths: list[str], size: int) -> dict[str, Any]:
-    start = asyncio.Event()
-    tasks = [
-        asyncio.create_task(one_request(port, paths[i % len(paths)], start)) for i in range(size)
-    ]
+async def burst(ports: list[int], paths: list[str], size: int) -> dict[str, Any]:
+    """One burst of ``size`` requests, its connections spread over ``ports`` in turn (processes
+    behind a load balancer)."""
+    loop = asyncio.get_running_loop()
+
+    def factory(path: str) -> Callable[[], OneRequest]:
+        request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        return lambda: OneRequest(request)
+
+    connections = await asyncio.gather(
+        *(
+            loop.create_connection(
+                factory(paths[i % len(paths)]), "127.0.0.1", ports[i % len(ports)]
+            )
+            for i in range(size)
+        )
+    )
+    requests = []
+    for transport, protocol in connections:
+        # uvloop may call connection_made after create_connection has returned.
+        protocol.transport = transport
+        requests.append(protocol)
     # Every connection open (and accepted by the server) before the burst starts.
     await asyncio.sleep(0.5 + size / 1000)
-    start.set()
-    answers = await asyncio.gather(*tasks)
+    for request in requests:
+        request.send()
+    try:
+        answers = await asyncio.gather(*(request.answer for request in requests))
+    finally:
+        for transport, _ in connections:
+            transport.close()
     accepted = [t for status, t in answers if status == 200]
     shed = [t for status, t in answers if status == 503]
     others = sorted({status for status, _ in answers} - {200, 503})
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}") as http:
         started = time.perf_counter()
         after = await http.get(paths[0])
         after_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -109,13 +154,40 @@ async def burst(port: int, paths: list[str], size: int) -> dict[str, Any]:
     }
 
 
+def start_server(env: dict[str, str], limit: int | None) -> tuple[subprocess.Popen[bytes], int]:
+    """``related serve`` on a port of its own (the embedded database is shared: a second one
+    joins the running server); ``limit`` None: the service's default."""
+    env = dict(env)
+    if limit is not None:
+        env["RELATED_MAX_CONCURRENT_REQUESTS"] = str(limit)
+    port = free_port()
+    return subprocess.Popen([str(RELATED), "serve", "--port", str(port)], env=env), port
+
+
+def setup(text: str) -> tuple[int | None, int]:
+    """``LIMIT[xPROCESSES]``: ``default``, ``64``, ``defaultx2``."""
+    limit, _, processes = text.partition("x")
+    return (None if limit == "default" else int(limit)), int(processes or 1)
+
+
+def setup_name(limit: int | None, processes: int) -> str:
+    return f"{limit or 'default'}x{processes}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bursts", default="64,256,1024")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=64, help="RELATED_MAX_CONCURRENT_REQUESTS")
+    parser.add_argument(
+        "--setups",
+        default="default",
+        help="comma-separated LIMIT[xPROCESSES] to compare, bursts interleaved: LIMIT is "
+        "RELATED_MAX_CONCURRENT_REQUESTS (`default`: the service's own), PROCESSES the API "
+        "processes a burst's connections are spread over (1)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.bursts.split(",")]
+    setups = [setup(v) for v in args.setups.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="related-burst-") as data_dir:
         env = {
@@ -123,16 +195,24 @@ def main() -> None:
             "RELATED_DATA_DIR": data_dir,
             "RELATED_LOG_LEVEL": "warning",
             "RELATED_ANONYMOUS_READS": "true",
-            "RELATED_MAX_CONCURRENT_REQUESTS": str(args.limit),
             "HF_HUB_OFFLINE": "1",
         }
         token = create_key(env, "write")
-        port = free_port()
-        server = subprocess.Popen([str(RELATED), "serve", "--port", str(port)], env=env)
+        processes: list[subprocess.Popen[bytes]] = []
+        groups: list[tuple[str, list[int]]] = []
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-                wait_ready(client, server)
-                articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+            for limit, count in setups:
+                ports = []
+                for _ in range(count):
+                    server, port = start_server(env, limit)
+                    processes.append(server)
+                    ports.append(port)
+                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+                        wait_ready(client, server)
+                groups.append((setup_name(limit, count), ports))
+            articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+            first_port = groups[0][1][0]
+            with httpx.Client(base_url=f"http://127.0.0.1:{first_port}", timeout=300) as client:
                 loaded = client.post(
                     "/v1/articles/batch?wait=true",
                     json={"articles": articles},
@@ -143,28 +223,32 @@ def main() -> None:
             runs = []
             for round_number in range(args.rounds):
                 for size in sizes:
-                    result = uvloop.run(burst(port, paths, size))
-                    result["round"] = round_number + 1
-                    runs.append(result)
-                    load = result["load_average"]
-                    print(
-                        f"burst {size:5d} (round {round_number + 1}, load {load}): "
-                        f"accepted {result['accepted']:4d} {result['accepted_latency']}, "
-                        f"shed {result['shed']:4d} {result['shed_latency']}, "
-                        f"other {result['other']} {result['other_statuses']}, "
-                        f"after {result['after_status']} in {result['after_ms']} ms",
-                        flush=True,
-                    )
+                    for name, ports in groups:
+                        result = uvloop.run(burst(ports, paths, size))
+                        result["setup"] = name
+                        result["round"] = round_number + 1
+                        runs.append(result)
+                        load = result["load_average"]
+                        print(
+                            f"burst {size:5d} {name} (round {round_number + 1}, load {load}): "
+                            f"accepted {result['accepted']:4d} {result['accepted_latency']}, "
+                            f"shed {result['shed']:4d} {result['shed_latency']}, "
+                            f"other {result['other']} {result['other_statuses']}, "
+                            f"after {result['after_status']} in {result['after_ms']} ms",
+                            flush=True,
+                        )
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            for server in processes:
+                server.terminate()
+            for server in processes:
+                server.wait(timeout=60)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {
         "bench": "burst",
         "command": "bench/burst.py " + " ".join(sys.argv[1:]),
         "at": stamp,
-        "limit": args.limit,
+        "setups": [name for name, _ in groups],
         "cores": os.cpu_count(),
         "runs": runs,
     }

@@ -19,6 +19,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.core.config import Settings
 from app.embedding.model import Embedder, Vectors, load_embedder
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
+from bench.record import Record
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    record = Record("encoders")
+    rows: list[dict[str, Any]] = []
 
     corpora = {
         f"BBC full articles ({args.bbc})": texts_of(read_articles(args.data_dir, BBC, args.bbc)),
@@ -84,6 +88,21 @@ def main() -> None:
                 f"{corpus:<28} {backend:<10} {rate:>8.1f} {spread:>15} {rate / torch_rate:>7.2f}x"
                 f" {cos.mean():>10.7f} {cos.min():>10.7f}"
             )
+            rows.append(
+                {
+                    "corpus": corpus,
+                    "backend": backend,
+                    "texts_per_s_median": round(rate, 1),
+                    "texts_per_s_range": [
+                        round(min(rates[backend]), 1),
+                        round(max(rates[backend]), 1),
+                    ],
+                    "x_torch": round(rate / torch_rate, 2),
+                    "cosine_to_torch_mean": round(float(cos.mean()), 7),
+                    "cosine_to_torch_min": round(float(cos.min()), 7),
+                }
+            )
+    record.save(rounds=args.rounds, batch_size=batch_size, streams=streams, rows=rows)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -41,6 +42,7 @@ from app.core.config import Settings
 from app.db.engine import Database, open_database
 from app.main import create_app
 from bench.corpora import BBC, DATA_DIR
+from bench.record import Record
 
 MODEL = "synthetic"
 DIMENSION = 384
@@ -115,7 +117,7 @@ VARIANTS = {
 }
 
 
-async def measure(database: Database, queries: int, seed: int) -> None:
+async def measure(database: Database, queries: int, seed: int) -> list[dict[str, Any]]:
     async with database.sessions() as session:
         ids = list(await session.scalars(select(Article.id)))
     chosen = random.Random(seed).sample(ids, queries)
@@ -141,9 +143,15 @@ async def measure(database: Database, queries: int, seed: int) -> None:
     base = float(np.median(timings["vector"]))
     print(f"\n{queries} articles asked about, each way; ms per request (in process, over ASGI)")
     print(f"{'ranking':16s} {'p50':>7s} {'p90':>7s} {'p99':>7s} {'p50 / vector':>13s}")
+    rows = []
     for name, values in timings.items():
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
         print(f"{name:16s} {p50:7.2f} {p90:7.2f} {p99:7.2f} {p50 / base:13.2f}")
+        rows.append(
+            {"ranking": name, "p50_ms": round(float(p50), 2), "p90_ms": round(float(p90), 2)}
+            | {"p99_ms": round(float(p99), 2), "p50_over_vector": round(float(p50 / base), 2)}
+        )
+    return rows
 
 
 async def main() -> None:
@@ -153,6 +161,7 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    record = Record("hybrid")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="related-bench-") as data_dir:
         settings = Settings(database_url=None, data_dir=Path(data_dir))
@@ -160,8 +169,9 @@ async def main() -> None:
             started = time.perf_counter()
             count = await load(database, args.data, args.copies, args.seed)
             print(f"loaded {count} articles in {time.perf_counter() - started:.1f} s")
-            await measure(database, args.queries, args.seed)
+            rows = await measure(database, args.queries, args.seed)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    record.save(articles=count, queries=args.queries, rows=rows)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ from app.embedding.text import embedding_hash, embedding_text
 from app.pipeline.repository import Embedded, PipelineRepository
 from bench.corpora import BBC, DATA_DIR, UCI, read_articles, texts_of
 from bench.encoders import encode_like_the_service
+from bench.record import Record
 from bench.related import cpu_seconds
 from bench.server import RELATED, create_key, free_port, wait_ready
 
@@ -270,6 +271,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    record = Record("ingest")
+    figures: list[dict[str, Any]] = []
 
     print(f"backend {args.backend}; load average at start {os.getloadavg()[0]:.2f}")
     settings = Settings(embedding_backend=args.backend)
@@ -306,12 +309,33 @@ def main() -> None:
                 f" {cli_wall:>10.1f}"
             )
             print(rows[-1], file=sys.stderr)  # progress
+            figures.append(
+                {
+                    "corpus": f"{name} ({count})",
+                    "streams": streams,
+                    "model_per_s": round(model, 1),
+                    "model_per_s_before_after": [round(before, 1), round(after, 1)],
+                    "cli_per_s": round(cli, 1),
+                    "cli_over_model": round(cli / model, 2),
+                    "http_per_s": round(http, 1),
+                    "http_over_model": round(http / model, 2),
+                    "cli_wall_s": round(cli_wall, 1),
+                }
+            )
         with tempfile.TemporaryDirectory(prefix="related-bench-") as tmp:
             cost = database_cost(articles, vectors, embedder.name, Path(tmp))
         costs.append((f"{name} ({count})", model_cpu, cost))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     print("\n".join(rows))
     print_costs(costs, args.streams[-1])
+    record.save(
+        backend=args.backend,
+        rows=figures,
+        cpu_ms_per_article=[
+            {"corpus": name, "model": round(model_cpu, 2), **{k: round(v, 2) for k, v in c.items()}}
+            for name, model_cpu, c in costs
+        ],
+    )
 
 
 def print_costs(costs: list[tuple[str, float, dict[str, float]]], streams: int) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpora import BBC, DATA_DIR, read_articles
+from bench.record import Record
 from bench.server import RELATED, create_key, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--seed-articles", type=int, default=500, help="BBC articles stored")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args()
+    record = Record("load")
 
     examples = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
     corpus = read_articles(args.data_dir, BBC, args.seed_articles) if args.seed_articles else []
@@ -238,7 +240,16 @@ def main() -> None:
                 server.kill()
                 server.wait()
     print(f"load average at end {os.getloadavg()[0]:.2f}; {elapsed:.1f} s of traffic")
-    print("\n".join(report(results, elapsed)))
+    lines = report(results, elapsed)
+    print("\n".join(lines))
+    record.save(
+        clients=args.clients,
+        mix=args.mix,
+        seconds=round(elapsed, 1),
+        errors=results.errors,
+        error_samples=results.error_samples,
+        report=lines,
+    )
     for sample in results.error_samples:
         print(f"error: {sample}", file=sys.stderr)
     if results.errors:

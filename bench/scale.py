@@ -39,6 +39,9 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.record import Record
+
 DIMENSION = 384
 K = 10
 NEAREST = f"SELECT id FROM items ORDER BY embedding <=> $1 LIMIT {K}"
@@ -170,7 +173,19 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
     )
 
 
+def row(query: str, ef: int | None, latencies: list[float], recall_10: float) -> dict[str, Any]:
+    return {
+        "query": query,
+        "ef_search": ef,
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "recall_at_10": round(recall_10, 3),
+    }
+
+
 async def run(args: argparse.Namespace, url: str) -> None:
+    record = Record("scale")
+    rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(args.seed)
     clusters = max(10, args.vectors // 50)
     started = time.perf_counter()
@@ -234,6 +249,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
                 f"{percentile(latencies, 99):>8.2f} {recall(found, truth):>10.3f}",
                 flush=True,
             )
+            rows.append(row("unfiltered, HNSW", ef, latencies, recall(found, truth)))
         for ef in args.ef:
             await conn.execute(f"SET hnsw.ef_search = {ef}")
             latencies, found = await timed_queries(conn, NEAREST_FILTERED, queries, 0)
@@ -245,6 +261,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
                 f"  (mean {short:.1f} rows of {K})",
                 flush=True,
             )
+            rows.append(row(plan, ef, latencies, recall(found, truth_filtered)))
+            rows[-1]["rows_back"] = round(short, 1)
         await conn.execute("RESET hnsw.ef_search")
         latencies, found = await service_strategy(conn, queries, 0, args.ef[0])
         print(
@@ -252,6 +270,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
             f"{percentile(latencies, 50):>8.2f} {percentile(latencies, 99):>8.2f} "
             f"{recall(found, truth_filtered):>10.3f}"
         )
+        rows.append(row("2% filter, service", args.ef[0], latencies, recall(found, truth_filtered)))
         # The exact scan from an index that carries the vectors (as migration 0009's source and
         # category indexes do): an index-only scan instead of a heap page per filtered row.
         started = time.perf_counter()
@@ -270,6 +289,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
             f"{'Index Only Scan using items_source_covering' in plan}; built in "
             f"{covering_build:.0f} s, {covering_size / 2**20:,.0f} MiB)"
         )
+        rows.append(
+            row("2% filter, exact, covering index", None, latencies, recall(found, truth_filtered))
+        )
         await conn.execute("DROP INDEX items_source_covering")
         await conn.execute("SET enable_indexscan = off")
         latencies, found = await timed_queries(conn, NEAREST, queries[: args.exact_queries])
@@ -278,7 +300,26 @@ async def run(args: argparse.Namespace, url: str) -> None:
             f"{percentile(latencies, 99):>8.2f} "
             f"{recall(found, truth[: args.exact_queries]):>10.3f}"
         )
+        rows.append(
+            row("unfiltered, exact", None, latencies, recall(found, truth[: args.exact_queries]))
+        )
         print(f"\nload average at the end {load_average()}")
+        record.save(
+            vectors=args.vectors,
+            postgresql=server,
+            pgvector=pgvector,
+            m=args.m,
+            ef_construction=args.ef_construction,
+            maintenance_work_mem=args.maintenance_work_mem,
+            copy_s=round(seconds, 1),
+            hnsw_build_s=round(build),
+            hnsw_load_average_before=load_before,
+            index_mib=round(index_size / 2**20),
+            table_mib=round(table_size / 2**20),
+            covering_index_build_s=round(covering_build),
+            covering_index_mib=round(covering_size / 2**20),
+            queries=rows,
+        )
     finally:
         await conn.close()
 

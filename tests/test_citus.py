@@ -2,7 +2,8 @@
 PostgreSQL's binaries with Citus built from the vendored source (app.db.citus_cluster; the build
 is cached between runs).
 
-The API's main tests run again here, on the cluster: the test functions of their modules are
+The API's main tests (ingest, lists, related with filters, recommend, sites, the pipeline,
+migrations) run again here, on the cluster: the test functions of their modules are
 imported below, and this module's fixtures (the cluster's database, an app on it) replace the
 single-node ones for them. Then what only a cluster shows: the distributed layout, per-site
 routing, the pipeline's claim across shards with two workers, migrations up and down, and
@@ -59,6 +60,13 @@ from tests.test_pipeline import (  # noqa: F401
     test_ingest_answers_pending_and_a_worker_makes_it_ready,
     test_related_reembed_requeues_other_models_with_progress,
     test_wait_true_answers_ready_and_times_out_as_pending,
+)
+from tests.test_recommend import (  # noqa: F401
+    test_a_negative_pushes_its_story_down,
+    test_explain_on_recommend,
+    test_filters_apply,
+    test_the_history_is_never_returned_by_id_or_external_id,
+    test_unknown_refs_are_ignored_and_listed_and_no_known_positive_is_404,
 )
 from tests.test_related_api import (  # noqa: F401
     examples,

@@ -3,9 +3,12 @@
 A database with 20,000 articles is migrated from 0001 to head, back down to 0001 and up again,
 one revision at a time, while other connections read (by id, the nearest 10 by embedding, a
 list page) and write (insert, update the title). Every request's time is recorded; the slowest
-of each step must be under a second, and no row may be lost or left with derived columns that
-differ from what the triggers compute. Also: two `related db upgrade` processes started at
-once both succeed, one after the other (the advisory lock in migrations/env.py).
+of each step is reported. What must stay under a second is the time any of them spends blocked:
+waiting for a lock (sampled from pg_stat_activity). A request slowed by a build sharing the two
+cores is not blocked, and is only held to a looser bound. No row may be lost or left with
+derived columns that differ from what the triggers compute. Also: two `related db upgrade`
+processes started at once both succeed, one after the other (the advisory lock in
+migrations/env.py).
 
 `pytest -s tests/test_online_migrations.py` prints the timing table of docs/operations.md.
 """
@@ -33,6 +36,12 @@ from tests.conftest import fresh_database
 
 ARTICLES = 20_000
 BLOCKED_LIMIT_S = 1.0
+# A request's whole time, lock waits or not: catches a stall the lock sampler cannot see, with
+# room for CPU contention (an index build takes both cores of a test machine).
+SLOWEST_LIMIT_S = 5.0
+# How often the load connections' lock waits are sampled.
+SAMPLE_S = 0.02
+LOAD_APPLICATION = "migration-load"
 # Each load connection sends one request, then pauses this long: a steady load (about 100
 # requests a second in all) that leaves the 2 test cores to the migration too.
 PAUSE_S = 0.05
@@ -140,10 +149,14 @@ class Load:
     requests: list[tuple[str, str, float, float]] = field(default_factory=list)  # kind, op
     errors: list[str] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # (pid, query_start) of each lock wait of a load connection -> (start, duration) sampled.
+    lock_waits: dict[tuple[int, Any], tuple[float, float]] = field(default_factory=dict)
 
     async def run(self, kind: str, name: str, request: Any) -> None:
         # A request blocked for good fails (and fails the test) instead of hanging it.
-        connection = await asyncpg.connect(self.url, command_timeout=60)
+        connection = await asyncpg.connect(
+            self.url, command_timeout=60, server_settings={"application_name": LOAD_APPLICATION}
+        )
         try:
             while not self.stopping.is_set():
                 started = time.monotonic()
@@ -201,6 +214,39 @@ class Load:
             " ".join(random.choices(WORDS, k=8)).title(),
         )
 
+    async def sample_lock_waits(self) -> None:
+        """Every load backend waiting for a heavyweight lock, and for how long: the server's
+        clock since its query started (these queries take milliseconds when not waiting), at
+        the last sample that saw it waiting. Server time, so that a sampler that is itself
+        slow to run misses no part of a wait but its very end."""
+        connection = await asyncpg.connect(self.url)
+        try:
+            while not self.stopping.is_set():
+                rows = await connection.fetch(
+                    "SELECT pid, query_start, "
+                    "extract(epoch FROM clock_timestamp() - query_start)::float8 AS waited "
+                    "FROM pg_stat_activity "
+                    "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    LOAD_APPLICATION,
+                )
+                now = time.monotonic()
+                for row in rows:
+                    wait = (now - row["waited"], row["waited"])
+                    self.lock_waits[row["pid"], row["query_start"]] = wait
+                await asyncio.sleep(SAMPLE_S)
+        finally:
+            await connection.close()
+
+    def longest_lock_wait(self, since: float, until: float) -> float:
+        return max(
+            (
+                waited
+                for started, waited in self.lock_waits.values()
+                if started <= until and started + waited >= since
+            ),
+            default=0.0,
+        )
+
     def start(self) -> list[asyncio.Task[None]]:
         workers = [
             ("read", "by id", self.by_id),
@@ -210,7 +256,8 @@ class Load:
             ("write", "insert", self.insert),
             ("write", "update", self.update),
         ]
-        return [asyncio.create_task(self.run(*worker)) for worker in workers]
+        tasks = [asyncio.create_task(self.run(*worker)) for worker in workers]
+        return [*tasks, asyncio.create_task(self.sample_lock_waits())]
 
     def slowest(self, kind: str, since: float, until: float) -> tuple[float, str, int]:
         """The longest request of ``kind`` that was running at some point in [since, until]."""
@@ -251,6 +298,21 @@ async def wait_for_requests_after(load: Load, moment: float) -> None:
             await asyncio.sleep(0.05)
 
 
+async def sampler_sees_a_lock_held(url: str, load: Load) -> None:
+    """The sampler's own check: a lock held for 0.4 s shows as a wait of about that long."""
+    connection = await asyncpg.connect(url)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+            held_since = time.monotonic()
+            await asyncio.sleep(0.4)
+        released = time.monotonic()
+    finally:
+        await connection.close()
+    await wait_for_requests_after(load, released)
+    assert 0.2 <= load.longest_lock_wait(held_since, released) <= 1.0
+
+
 async def snapshot(url: str) -> tuple[set[uuid.UUID], int]:
     connection = await asyncpg.connect(url)
     try:
@@ -283,11 +345,15 @@ async def check_derived_columns(url: str, seed_ids: list[uuid.UUID]) -> None:
 
 def print_table(table: list[tuple[Any, ...]]) -> None:
     print(f"\n{ARTICLES:,} articles, load average {os.getloadavg()[0]:.2f} at the end")
-    print(f"{'step':<14}{'duration':>10}{'slowest read':>22}{'slowest write':>22}")
-    for direction, target, duration, read, write in table:
+    print(
+        f"{'step':<14}{'duration':>10}{'slowest read':>22}{'slowest write':>22}"
+        f"{'longest lock wait':>19}"
+    )
+    for direction, target, duration, read, write, blocked in table:
         print(
             f"{direction + ' ' + target:<14}{duration:>9.2f}s"
             f"{read[0] * 1000:>9.0f} ms {read[1]:<11}{write[0] * 1000:>9.0f} ms {write[1]:<11}"
+            f"{blocked * 1000:>10.0f} ms"
         )
 
 
@@ -331,6 +397,7 @@ async def test_migrations_under_load_block_nobody_and_keep_every_row(
     windows: list[tuple[str, str, float, float]] = []
     try:
         await wait_for_requests_after(load, time.monotonic())
+        await sampler_sees_a_lock_held(raw, load)
         await migrate_stepwise(url, up, windows)
         after_up = await snapshot(raw)
         await migrate_stepwise(url, down, windows)
@@ -347,6 +414,7 @@ async def test_migrations_under_load_block_nobody_and_keep_every_row(
             ended - started,
             load.slowest("read", started, ended),
             load.slowest("write", started, ended),
+            load.longest_lock_wait(started, ended),
         )
         for direction, target, started, ended in windows
     ]
@@ -356,7 +424,7 @@ async def test_migrations_under_load_block_nobody_and_keep_every_row(
     # Load ran through every step longer than a pause between requests (a request blocked by a
     # shorter one would have been running during it, and so be counted).
     assert all(
-        read[2] > 0 and write[2] > 0 for _, _, duration, read, write in table if duration > 1
+        read[2] > 0 and write[2] > 0 for _, _, duration, read, write, _ in table if duration > 1
     )
 
     # Every row kept: the seed, and every insert acknowledged during the migrations.
@@ -366,11 +434,17 @@ async def test_migrations_under_load_block_nobody_and_keep_every_row(
     assert after_up[0] <= expected and set(seed_ids) <= after_up[0]
     assert after_down[0] <= expected and set(seed_ids) <= after_down[0]
     await check_derived_columns(raw, seed_ids)
+    blocked = [
+        (direction, target, round(wait, 3))
+        for direction, target, _, _, _, wait in table
+        if wait >= BLOCKED_LIMIT_S
+    ]
+    assert blocked == []
     slow = [
         (direction, target, kind, round(slowest[0], 3), slowest[1])
-        for direction, target, _, read, write in table
+        for direction, target, _, read, write, _ in table
         for kind, slowest in (("read", read), ("write", write))
-        if slowest[0] >= BLOCKED_LIMIT_S
+        if slowest[0] >= SLOWEST_LIMIT_S
     ]
     assert slow == []
 

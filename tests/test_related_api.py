@@ -259,22 +259,27 @@ async def test_invalid_related_query_is_422_with_field_paths(
     assert any(p.startswith("query") for p in paths), paths
 
 
-async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
-    client: AsyncClient, app: Any
-) -> None:
+async def add_pending_article(app: Any, external_id: str) -> None:
+    """An article that stays pending: claimed by a worker still busy with it, so nobody else
+    embeds it."""
     from app.articles.models import Article
 
     async with app.state.database.sessions() as session, session.begin():
         session.add(
             Article(
-                external_id="pending",
+                external_id=external_id,
                 title="Not embedded yet",
                 content_hash="0" * 64,
                 published_at=datetime.now(UTC),
-                # Claimed by a worker that is still busy with it: nobody else embeds it.
                 embedding_lease_until=datetime.now(UTC) + timedelta(hours=1),
             )
         )
+
+
+async def test_article_without_a_current_embedding_is_409_not_an_empty_list(
+    client: AsyncClient, app: Any
+) -> None:
+    await add_pending_article(app, "pending")
     response = await client.get("/v1/articles/pending/related")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "embedding_pending"

@@ -39,8 +39,28 @@ def test_no_tracked_file_names_a_path_of_this_machine() -> None:
 
 
 def test_what_the_benches_and_the_service_write_is_ignored() -> None:
-    written = [".venv/x", ".bench-cache/x", "reports/x.png", ".related-data/PG_VERSION"]
+    written = [
+        ".venv/bin/python",
+        ".venv-lock/bin/pip-compile",
+        ".env",
+        ".bench-cache/related-pg/PG_VERSION",
+        ".bench-cache/logs/http-w1.log",
+        "scale.log",
+        "reports/demo-story.png",
+        "reports/mind-subcategories.json",
+        ".related-data/PG_VERSION",
+        "app/__pycache__/main.cpython-311.pyc",
+        "related.egg-info/PKG-INFO",
+    ]
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True, text=True
     ).stdout.split()
     assert sorted(ignored) == sorted(written)
+
+
+def test_the_bench_records_and_the_lock_files_are_not_ignored() -> None:
+    kept = ["bench/results/related-20990101T000000Z.json", "requirements.lock", "docs/api.md"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *kept], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert ignored == []

@@ -44,6 +44,7 @@ TRIED = {
     ("DELETE", "/v1/articles/{ref}"),
     ("GET", "/v1/articles/{ref}/related"),
     ("POST", "/v1/related"),
+    ("POST", "/v1/recommend"),
 }
 # Counts of the embedding queue, of every site together: no article is shown.
 NOT_ARTICLES = {("GET", "/v1/embedding/status")}
@@ -145,8 +146,14 @@ async def test_nothing_of_another_site_by_id_or_external_id(
                     await http.get(f"/v1/articles/{ref}/related"),
                     await http.get(f"/v1/articles/{ref}/related", params={"ranking": "vector"}),
                     await http.delete(f"/v1/articles/{ref}"),
+                    await http.post("/v1/recommend", json={"positive": [ref]}),
                 ):
                     assert_error(response, 404, "not_found")
+                # Another site's article as a negative is no article at all.
+                answer = await http.post(
+                    "/v1/recommend", json={"positive": [f"{reader}-1"], "negative": [ref]}
+                )
+                assert answer.json()["ignored"] == [{"ref": ref, "reason": "not_found"}]
         # Its own "shared-1" is its own, by external_id.
         own = await http.get("/v1/articles/shared-1")
         assert own.json()["id"] == stored[reader]["shared-1"]
@@ -156,6 +163,7 @@ async def test_nothing_of_another_site_by_id_or_external_id(
             await http.get("/v1/articles", params={"site": other}),
             await http.get(f"/v1/articles/{reader}-1/related", params={"site": other}),
             await http.post("/v1/related", json={**DRAFT, "site": [other]}),
+            await http.post("/v1/recommend", json={"positive": [f"{reader}-1"], "site": [other]}),
         ):
             assert_error(response, 403, "site_not_allowed")
     # Nothing was deleted.
@@ -182,6 +190,8 @@ async def test_lists_related_and_drafts_show_the_keys_sites_only(
             assert external_ids(await http.get("/v1/articles", params=params)) == set()
             draft = await http.post("/v1/related", json={**DRAFT, **params})
             assert external_ids(draft) == set()
+            history = {"positive": [f"{reader}-1"], "limit": 100}
+            assert external_ids(await http.post("/v1/recommend", json=history | params)) == set()
             related = await http.get(
                 f"/v1/articles/{reader}-1/related", params={**params, "limit": 100}
             )
@@ -194,6 +204,9 @@ async def test_lists_related_and_drafts_show_the_keys_sites_only(
                 )
                 assert external_ids(related) == own - {f"{reader}-1"}
             assert external_ids(await http.post("/v1/related", json={**DRAFT, **query})) == own
+            history = {"positive": [f"{reader}-1"], "limit": 100, **query}
+            recommended = await http.post("/v1/recommend", json=history)
+            assert external_ids(recommended) == own - {f"{reader}-1"}
 
 
 async def test_cursors_do_not_cross_sites(
@@ -242,6 +255,12 @@ async def test_an_aggregator_sees_its_sites_and_can_narrow_them(
         # `site` narrows the lookup and the results alike.
         related = await every.get("/v1/articles/shared-1/related", params={"site": "a"})
         assert external_ids(related) == {"a-1", "a-2"}
+        # In a history, the ambiguous ref is skipped and said so; `site` makes it one article.
+        history = {"positive": ["shared-1", "a-1"], "limit": 100}
+        skipped = (await every.post("/v1/recommend", json=history)).json()
+        assert skipped["ignored"] == [{"ref": "shared-1", "reason": "ambiguous"}]
+        narrowed = await every.post("/v1/recommend", json={**history, "site": ["a"]})
+        assert narrowed.json()["ignored"] == [] and external_ids(narrowed) == {"a-2"}
         # Across its sites by our id; a draft, narrowed or not.
         across = await every.get(f"/v1/articles/{stored['a']['a-1']}/related")
         assert {i["external_id"] for i in across.json()["items"]} >= {"b-1", "b-2"}

@@ -6,10 +6,12 @@ from pydantic import AfterValidator
 from app.articles.models import Article
 from app.articles.repository import ArticleRepository
 from app.articles.service import ArticleService
+from app.articles.waiting import EmbeddingWaiter
 from app.auth.dependencies import CallerSitesDep
-from app.core.deps import EncoderDep
+from app.core.deps import SettingsDep
 from app.core.schemas import MAX_FILTER_VALUES, Label, no_nul
-from app.db.session import ReadSessionDep, SessionDep
+from app.db.session import DatabaseDep, ReadSessionDep, SessionDep
+from app.embedding.dependencies import EncoderDep
 from app.pipeline.dependencies import WorkerDep
 
 
@@ -25,6 +27,13 @@ async def get_read_article_service(session: ReadSessionDep, encoder: EncoderDep)
     return ArticleService(ArticleRepository(session), encoder.model_name, None)
 
 
+async def get_waiter(
+    session: SessionDep, database: DatabaseDep, worker: WorkerDep, settings: SettingsDep
+) -> EmbeddingWaiter:
+    return EmbeddingWaiter(session, database, worker, settings.embedding_wait_timeout_s)
+
+
+EmbeddingWaiterDep = Annotated[EmbeddingWaiter, Depends(get_waiter)]
 ArticleServiceDep = Annotated[ArticleService, Depends(get_article_service)]
 # For requests that only read: the replica when there is one.
 ReadArticleServiceDep = Annotated[ArticleService, Depends(get_read_article_service)]

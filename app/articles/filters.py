@@ -19,10 +19,7 @@ from pydantic import Field
 
 from app.core.errors import AppError
 from app.core.schemas import MAX_FILTER_VALUES, Label, TimeWindow
-
-DEFAULT_SITE = "default"
-# The sites a caller sees: a set of names, or None for every site (an aggregator's key).
-Sites = frozenset[str] | None
+from app.core.sites import Sites
 
 
 def parse_uuid(ref: str) -> uuid.UUID | None:

@@ -1,5 +1,5 @@
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
@@ -16,10 +16,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base
+from app.db.base import Base, utcnow
 
 # The column's dimension is fixed by the migration; a model with another dimension needs one.
-EMBEDDING_DIMENSION = 384
+from app.embedding.vectors import EMBEDDING_DIMENSION
+
 # What the exact scan of related search reads besides its filter columns
 # (app.related.repository): in the filter indexes, the scan never visits the table.
 # `site` too (migration 0015): a site's key filters on it, and reads it from the index as well.
@@ -31,10 +32,6 @@ SEARCH_DOCUMENT = (
     "to_tsvector('english'::regconfig, title || ' ' || "
     "CASE WHEN body = '' THEN coalesce(summary, '') ELSE left(body, 10000) END)"
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 PUBLISHED_AT_RANGE = (

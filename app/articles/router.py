@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query, Response, status
 from app.articles.dependencies import (
     ArticleDep,
     ArticleServiceDep,
+    EmbeddingWaiterDep,
     ReadArticleDep,
     ReadArticleServiceDep,
 )
@@ -22,7 +23,6 @@ from app.auth.dependencies import CallerSitesDep
 from app.core.deps import SettingsDep
 from app.core.errors import AppError, ErrorResponse
 from app.core.limits import check_text_length
-from app.pipeline.dependencies import EmbeddingWaiterDep
 
 router = APIRouter(prefix="/v1/articles", tags=["articles"])
 

@@ -13,14 +13,16 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from app.articles.filters import DEFAULT_SITE, Sites, site_not_allowed, visible_sites
-from app.articles.models import Article, utcnow
+from app.articles.filters import site_not_allowed, visible_sites
+from app.articles.models import Article
 from app.articles.repository import ArticleRepository
 from app.articles.schemas import ArticleIn, ArticleListQuery, UpsertStatus
 from app.core.config import Settings
 from app.core.errors import AppError, error_details_from_pydantic, not_found, validation_error
 from app.core.limits import text_length_errors
 from app.core.schemas import as_utc
+from app.core.sites import DEFAULT_SITE, Sites
+from app.db.base import utcnow
 from app.embedding.text import embedding_hash, embedding_text
 
 

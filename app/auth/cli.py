@@ -6,11 +6,11 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from app.articles.filters import DEFAULT_SITE
 from app.auth.models import KeyKind, Scope
 from app.auth.repository import ApiKeyRepository
 from app.auth.service import ApiKeyService, normalize_origin
 from app.core.config import get_settings
+from app.core.sites import DEFAULT_SITE
 
 keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
 

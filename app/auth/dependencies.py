@@ -7,13 +7,13 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.articles.filters import Sites
 from app.auth.models import KeyKind, Scope
 from app.auth.ratelimit import RateLimiter, retry_after_header
 from app.auth.repository import ApiKeyRepository
 from app.auth.service import ApiKeyService, Principal, normalize_origin, parse_token
 from app.core.config import Settings
 from app.core.errors import AppError
+from app.core.sites import Sites
 from app.db.session import get_database
 
 # Declares the bearer scheme in OpenAPI; the header itself is read below, so that a malformed

@@ -5,8 +5,7 @@ from sqlalchemy import String, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.articles.models import utcnow
-from app.db.base import Base
+from app.db.base import Base, utcnow
 
 
 class Scope(StrEnum):

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from app.articles.filters import DEFAULT_SITE, Sites
-from app.articles.models import utcnow
 from app.auth.models import ApiKey, KeyKind, Scope
 from app.auth.repository import ApiKeyRepository
+from app.core.sites import DEFAULT_SITE, Sites
+from app.db.base import utcnow
 
 TOKEN_PREFIX = "rk_"
 PUBLISHABLE_PREFIX = "pk_"

@@ -133,12 +133,12 @@ class Settings(BaseSettings):
         description="How often each process re-reads the corpus' word statistics "
         "(pg_stats, kept by ANALYZE) for related ranking.",
     )
-    max_concurrent_requests: int = Field(
-        default=64,
+    max_concurrent_requests: int | None = Field(
+        default=None,
         ge=1,
         le=100_000,
         description="Requests one process works on at once; past it, 503 overloaded with "
-        "Retry-After at once (probes and /metrics excepted).",
+        "Retry-After at once (probes and /metrics excepted). Default: twice db_pool_size.",
     )
     max_header_bytes: int = Field(
         default=32 * 1024,
@@ -215,6 +215,13 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one JSON object per line (request logs included)."
     )
+
+    @property
+    def request_limit(self) -> int:
+        """Requests in progress per process before shedding. Past the pool's connections a
+        request only queues; twice the pool keeps the queue to about one request's time, and
+        keeps the CPU work ahead of a request to be shed short (bench/burst.py)."""
+        return self.max_concurrent_requests or 2 * self.db_pool_size
 
     @property
     def anonymous_sites(self) -> frozenset[str] | None:

@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.core.config import Settings
-from app.embedding.encoder import Encoder
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -18,10 +17,4 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_encoder(request: Request) -> Encoder:
-    encoder: Encoder = request.app.state.encoder
-    return encoder
-
-
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-EncoderDep = Annotated[Encoder, Depends(get_encoder)]

@@ -4,25 +4,15 @@ import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
-from numpy.typing import NDArray
 
 from app.core.config import DEFAULT_MODEL, Settings
+from app.embedding.vectors import Embedder, Vectors
+
+__all__ = ["Embedder", "SentenceTransformerEmbedder", "Vectors", "load_embedder"]
 
 logger = logging.getLogger(__name__)
-
-Vectors = NDArray[np.float32]
-
-
-class Embedder(Protocol):
-    """Turns texts into unit-length vectors. Blocking: call it off the event loop."""
-
-    name: str
-    dimension: int
-
-    def encode(self, texts: list[str]) -> Vectors: ...
 
 
 def compute_threads(streams: int) -> int:

@@ -16,6 +16,7 @@ load of a model does not export again.
 """
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -24,19 +25,25 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.embedding.onnx_model import (
+    FLOAT_FILE,
+    INT8_FILE,
+    TOKENIZER_FILE,
+    OnnxEmbedder,
+    OnnxExport,
+)
+
+__all__ = ["FLOAT_FILE", "INT8_FILE", "TOKENIZER_FILE", "OnnxExport", "ensure_export"]
+
 logger = logging.getLogger(__name__)
 
 # Bump whenever the exported graph or its processing changes: old caches are then ignored.
 EXPORT_VERSION = "1"
-FLOAT_FILE = "model.onnx"
-INT8_FILE = "model-int8.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "related-onnx.json"
 # Checked after every export: a traced graph that diverges from torch is never cached.
 CHECK_SENTENCES = [
@@ -47,17 +54,6 @@ CHECK_SENTENCES = [
 ]
 MIN_FLOAT_COSINE = 0.9999
 MIN_INT8_COSINE = 0.97
-
-
-@dataclass(frozen=True)
-class OnnxExport:
-    directory: Path
-    max_seq_length: int
-    do_lower_case: bool
-    dimension: int
-
-    def model_file(self, quantized: bool) -> Path:
-        return self.directory / (INT8_FILE if quantized else FLOAT_FILE)
 
 
 def cache_key(source: Path) -> str:
@@ -76,7 +72,10 @@ def cache_key(source: Path) -> str:
 def ensure_export(name: str, source: Path, cache_dir: Path, quantized: bool) -> OnnxExport:
     """The cached export of the model in ``source``, exported (and quantized) if missing."""
     target = cache_dir / "onnx" / f"{name}-{cache_key(source)}"
-    if not (target / META_FILE).exists():
+    missing = not (target / META_FILE).exists()
+    if missing or (quantized and not target.joinpath(INT8_FILE).exists()):
+        require_export_tools()
+    if missing:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".export-"))
         try:
@@ -94,6 +93,15 @@ def ensure_export(name: str, source: Path, cache_dir: Path, quantized: bool) -> 
         logger.info("quantizing %s to int8 (once)", name)
         quantize(export)
     return export
+
+
+def require_export_tools() -> None:
+    """Making an export needs the onnx package (the onnx extra); running one does not."""
+    if importlib.util.find_spec("onnx") is None:
+        raise RuntimeError(
+            "making the ONNX export of the model needs the onnx package, the onnx extra "
+            "(pip install -e '.[onnx]'); or set RELATED_EMBEDDING_BACKEND=torch"
+        )
 
 
 def read_export(directory: Path) -> OnnxExport:
@@ -205,8 +213,6 @@ def quantize(export: OnnxExport) -> None:
                 # The fused BERT ops hide some tensor types from shape inference; all are float.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
-        from app.embedding.onnx_model import OnnxEmbedder
-
         floats = OnnxEmbedder("check", export, export.model_file(False), batch_size=8)
         _verify(export, tmp, floats.encode(CHECK_SENTENCES), MIN_INT8_COSINE)
         tmp.replace(target)
@@ -227,8 +233,6 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def _verify(export: OnnxExport, model_file: Path, expected: Any, minimum: float) -> None:
-    from app.embedding.onnx_model import OnnxEmbedder
-
     got = OnnxEmbedder("check", export, model_file, batch_size=8).encode(CHECK_SENTENCES)
     cosine = float(np.min(np.sum(got * expected, axis=1)))
     if cosine < minimum:

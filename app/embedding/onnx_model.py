@@ -1,11 +1,28 @@
 """The model run by ONNX Runtime from a local export: no torch at encoding time."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from app.embedding.model import Vectors
-from app.embedding.onnx_export import TOKENIZER_FILE, OnnxExport
+from app.embedding.vectors import Vectors
+
+# The files of an export (made by onnx_export.py, which checks them against this runtime).
+FLOAT_FILE = "model.onnx"
+INT8_FILE = "model-int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    directory: Path
+    max_seq_length: int
+    do_lower_case: bool
+    dimension: int
+
+    def model_file(self, quantized: bool) -> Path:
+        return self.directory / (INT8_FILE if quantized else FLOAT_FILE)
+
 
 # Encoding attribute of `tokenizers` for each input the exported graph may take.
 _FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}

@@ -42,7 +42,12 @@ def markdown(evaluation: Evaluation, protocol: Protocol, command: str) -> str:
 
 
 def chart(evaluation: Evaluation, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError as missing:  # the service's own install has no chart library
+        raise RuntimeError(
+            "the report's chart needs matplotlib, the eval extra: pip install -e '.[eval]'"
+        ) from missing
 
     matplotlib.use("Agg")  # no display on servers
     import matplotlib.pyplot as plt

@@ -139,9 +139,10 @@ def _lexical_results(corpus: Corpus) -> dict[str, list[str]]:
     }
 
 
-async def evaluate(
-    corpus: Corpus, database: Database, encoder: Encoder, ef_search: int
-) -> Evaluation:
+async def load(
+    corpus: Corpus, database: Database, encoder: Encoder
+) -> tuple[dict[str, Article], CorpusIdf | None]:
+    """The corpus ingested and analyzed: its stored articles by external_id, and its idf."""
     await ingest(corpus, database, encoder)
     stored = await _stored(database)
     # Analyzed, as autovacuum would after a load this size: the corpus' word statistics.
@@ -149,6 +150,13 @@ async def evaluate(
         await conn.execute(text("ANALYZE articles"))
     async with database.read_pool.acquire() as connection:
         idf = await load_corpus_idf(connection)
+    return stored, idf
+
+
+async def evaluate(
+    corpus: Corpus, database: Database, encoder: Encoder, ef_search: int
+) -> Evaluation:
+    stored, idf = await load(corpus, database, encoder)
     results = {
         name: await _service_results(corpus, database, encoder, stored, ef_search, idf, query, name)
         for name, query in SERVICE_REQUESTS.items()

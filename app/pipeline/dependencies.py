@@ -2,9 +2,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.core.deps import SettingsDep
-from app.db.session import DatabaseDep, SessionDep
-from app.pipeline.service import EmbeddingWaiter
 from app.pipeline.worker import EmbeddingWorker
 
 
@@ -15,12 +12,3 @@ async def get_worker(request: Request) -> EmbeddingWorker | None:
 
 
 WorkerDep = Annotated[EmbeddingWorker | None, Depends(get_worker)]
-
-
-async def get_waiter(
-    session: SessionDep, database: DatabaseDep, worker: WorkerDep, settings: SettingsDep
-) -> EmbeddingWaiter:
-    return EmbeddingWaiter(session, database, worker, settings.embedding_wait_timeout_s)
-
-
-EmbeddingWaiterDep = Annotated[EmbeddingWaiter, Depends(get_waiter)]

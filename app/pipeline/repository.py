@@ -13,8 +13,8 @@ from sqlalchemy import REAL, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.articles.models import EMBEDDING_DIMENSION
 from app.db.citus import is_distributed
+from app.embedding.vectors import EMBEDDING_DIMENSION
 
 # Oldest first. SKIP LOCKED lets any number of workers claim at once without waiting on each
 # other; the lease makes a claim expire, so rows of a worker killed mid-batch are claimed again.

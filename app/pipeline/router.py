@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 
-from app.core.deps import EncoderDep
 from app.db.session import SessionDep
+from app.embedding.dependencies import EncoderDep
 from app.pipeline.schemas import EmbeddingStatusOut
 from app.pipeline.service import embedding_status
 

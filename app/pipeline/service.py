@@ -1,18 +1,13 @@
-"""The embedding queue as clients see it: its counts, and waiting for articles to be embedded."""
+"""The embedding queue as clients see it: its counts, and the pending gauge of /metrics."""
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.articles.models import Article
 from app.db.engine import Database
 from app.pipeline.repository import PipelineRepository, QueueCounts
 from app.pipeline.schemas import EmbeddingStatusOut, ModelCount
-from app.pipeline.worker import EmbeddingWorker, wait_until_embedded
 
 logger = logging.getLogger(__name__)
 
@@ -45,38 +40,6 @@ async def embedding_status(session: AsyncSession, model: str) -> EmbeddingStatus
     )
 
 
-class EmbeddingWaiter:
-    """``?wait=true``: commit the request's articles, then wait for their embeddings."""
-
-    def __init__(
-        self,
-        session: AsyncSession,
-        database: Database,
-        worker: EmbeddingWorker | None,
-        timeout_s: float,
-    ) -> None:
-        self.session = session
-        self.database = database
-        self.worker = worker
-        self.timeout_s = timeout_s
-
-    async def wait(self, articles: Sequence[Article]) -> dict[uuid.UUID, Article]:
-        """The articles as they are after waiting, by id; still pending after the timeout.
-
-        The one place a request commits before its end: a worker can only claim committed
-        rows, so waiting inside the transaction would wait for ever.
-        """
-        ids = [a.id for a in articles]
-        pending = [a.id for a in articles if a.embedding_status == "pending"]
-        await self.session.commit()
-        if self.worker is not None:
-            self.worker.wake()
-        await wait_until_embedded(self.database, pending, self.timeout_s, self.worker)
-        async with self.database.sessions() as session:
-            fresh = await session.scalars(select(Article).where(Article.id.in_(ids)))
-            return {a.id: a for a in fresh}
-
-
 class PendingGauge:
     """How many articles wait for a vector, for /metrics: counted in the background every
     ``interval_s`` so that a scrape never waits on (or adds) a query."""
@@ -90,9 +53,12 @@ class PendingGauge:
     async def refresh(self) -> None:
         async with self.database.sessions() as session, session.begin():
             repository = PipelineRepository(session)
-            # Each process compacts the counts as it reads them: a few rows to sum per read.
-            await repository.compact_counts()
+            # Each process compacts the counts after it reads them: a few rows to sum per read.
+            # Read first: the read takes its lock on articles before the compaction locks rows
+            # of embedding_counts, the order a TRUNCATE of articles takes them in (its trigger
+            # empties the counts); the other order deadlocks with it.
             self.value = float((await repository.queue_counts()).status("pending"))
+            await repository.compact_counts()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pending-gauge")

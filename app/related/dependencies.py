@@ -6,10 +6,11 @@ from fastapi import Depends, Request
 from pydantic import TypeAdapter
 
 from app.articles.dependencies import ArticleRef
-from app.articles.filters import Sites, visible_sites
+from app.articles.filters import visible_sites
 from app.articles.service import ambiguous_ref
 from app.core.errors import not_found
 from app.core.query import QueryModel
+from app.core.sites import Sites
 from app.db.reads import ReadConnectionDep, read_ef_search
 from app.related.repository import RelatedRepository, SourceArticle
 from app.related.schemas import RelatedQuery

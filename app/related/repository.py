@@ -135,6 +135,35 @@ class RelatedRepository:
         assert row is not None
         return Terms.from_bytes(row["hashes"], row["counts"]), Terms.headline(row["title_hashes"])
 
+    async def history(
+        self, refs: Sequence[str], model: str, sites: Sequence[str] | None
+    ) -> list[asyncpg.Record]:
+        """The articles of ``sites`` (None: every site) these refs name, by our id or
+        external_id, each with FEATURE_COLUMNS and ``usable``: it has a ready vector of
+        ``model``."""
+        where = Where()
+        where.apply(ArticleFilters(sites=sites))
+        ids = [i for i in map(parse_uuid, refs) if i is not None]
+        rows: list[asyncpg.Record] = await self.connection.fetch(
+            "SELECT id, external_id, published_at, embedding_status, embedding_model, "
+            f"(embedding_model = {where.param(model)} AND embedding_status = 'ready' "
+            f"AND embedding IS NOT NULL) AS usable, {FEATURE_COLUMNS} FROM articles "
+            f"WHERE (id = ANY({where.param(ids)}::uuid[]) "
+            f"OR external_id = ANY({where.param(list(refs))}::text[])) AND {where.sql}",
+            *where.args,
+        )
+        return rows
+
+    async def lexemes(self, ids: Sequence[uuid.UUID]) -> dict[int, str]:
+        """The words of these articles by their hash (app.related.terms): to show as words the
+        hashes the ranking compared."""
+        rows = await self.connection.fetch(
+            "SELECT DISTINCT hashtextextended(u.lexeme, 0) AS hash, u.lexeme "
+            "FROM articles, unnest(search_vector) AS u WHERE id = ANY($1::uuid[])",
+            list(ids),
+        )
+        return {row["hash"]: row["lexeme"] for row in rows}
+
     async def estimated_rows(self, model: str, filters: Filters) -> float:
         """The planner's estimate of the rows the filters keep: statistics, no scan."""
         where = Where()

@@ -47,7 +47,7 @@ class RerankParams:
 DEFAULT_PARAMS = RerankParams()
 
 
-def _zscore(x: Floats) -> Floats:
+def zscore(x: Floats) -> Floats:
     std = float(x.std())
     return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
 
@@ -60,6 +60,7 @@ class TfIdf:
     hold; dot products are bincounts."""
 
     query: NDArray[np.float64]
+    hashes: NDArray[np.int64]  # the word of each column
     rows: NDArray[np.intp]
     columns: NDArray[np.intp]
     weights: NDArray[np.float64]
@@ -98,7 +99,9 @@ class TfIdf:
         weights /= np.where(norms > 0, norms, 1)[row_of]
         query_row = np.zeros(n_terms)
         query_row[column_of[:first]] = weights[:first]
-        return cls(query_row, row_of[first:] - 1, column_of[first:], weights[first:], len(batch))
+        return cls(
+            query_row, distinct, row_of[first:] - 1, column_of[first:], weights[first:], len(batch)
+        )
 
     def scores(self, query: NDArray[np.float64]) -> Floats:
         """Each candidate's dot product with ``query`` (a dense row over the words)."""
@@ -114,6 +117,48 @@ class TfIdf:
             self.columns[keep], weights=self.weights[keep], minlength=len(self.query)
         )
         return total / max(len(chosen), 1)
+
+
+def category_prior(
+    candidates: int, same_category: Floats | None, params: RerankParams = DEFAULT_PARAMS
+) -> Floats:
+    """The z-units each candidate gets for sharing the article's category."""
+    prior = np.zeros(candidates, dtype=np.float32)
+    if same_category is not None:
+        prior += np.float32(params.category_weight) * same_category
+    return prior
+
+
+def lexicon_of(
+    query_terms: Terms,
+    terms: Sequence[Terms] | TermBatch,
+    corpus_idf: CorpusIdf | None,
+    title_terms: Terms | None,
+    params: RerankParams = DEFAULT_PARAMS,
+) -> TfIdf:
+    """The tf-idf space of one request, the query's headline words boosted (with corpus idf)."""
+    boosted = None if title_terms is None or corpus_idf is None else title_terms.hashes
+    return TfIdf.of(query_terms, terms, corpus_idf, boosted, params.title_boost)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The lexical side of the ranking, per candidate, as `explain=true` shows it."""
+
+    lexical: Floats  # tf-idf cosine with the text asked about (before feedback)
+    shared: list[NDArray[np.int64]]  # hashes of the shared words, heaviest first
+
+
+def evidence(lexicon: TfIdf, words: int = 5) -> Evidence:
+    """Each candidate's lexical score and its ``words`` shared words of most weight (the
+    word's share of the tf-idf cosine)."""
+    products = lexicon.weights * lexicon.query[lexicon.columns]
+    shared: list[NDArray[np.int64]] = []
+    for row in range(lexicon.candidates):
+        mine = np.flatnonzero((lexicon.rows == row) & (products > 0))
+        heaviest = mine[np.argsort(-products[mine], kind="stable")[:words]]
+        shared.append(lexicon.hashes[lexicon.columns[heaviest]])
+    return Evidence(lexicon.scores(lexicon.query), shared)
 
 
 def rerank(
@@ -134,15 +179,12 @@ def rerank(
     """
     if len(vectors) < 2:
         return np.zeros(len(vectors), dtype=np.float32)
-    prior = np.zeros(len(vectors), dtype=np.float32)
-    if same_category is not None:
-        prior += np.float32(params.category_weight) * same_category
+    prior = category_prior(len(vectors), same_category, params)
     weight = params.lexical_weight_long if long_text else params.lexical_weight_short
-    boosted = None if title_terms is None or corpus_idf is None else title_terms.hashes
-    lexicon = TfIdf.of(query_terms, terms, corpus_idf, boosted, params.title_boost)
+    lexicon = lexicon_of(query_terms, terms, corpus_idf, title_terms, params)
 
     def fused(q_vec: Floats, q_lex: NDArray[np.float64]) -> Floats:
-        semantic, lexical = _zscore(vectors @ q_vec), _zscore(lexicon.scores(q_lex))
+        semantic, lexical = zscore(vectors @ q_vec), zscore(lexicon.scores(q_lex))
         mixed: Floats = (1 - weight) * semantic + weight * lexical + prior
         return mixed
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 
@@ -84,11 +86,16 @@ router.add_api_route(
 )
 
 
+SITE_NOT_ALLOWED: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorResponse, "description": "A site the key does not have"}
+}
+
+
 @router.post(
     "/v1/related",
     dependencies=[Depends(require_read)],
     responses={
-        403: {"model": ErrorResponse, "description": "A site the key does not have"},
+        **SITE_NOT_ALLOWED,
         422: {"model": ErrorResponse, "description": "Invalid text or filters"},
     },
 )

@@ -47,6 +47,10 @@ class RelatedFilters(FilterParams):
     max_per_source: int | None = Field(
         default=None, ge=1, le=100, description="At most this many results from one source."
     )
+    explain: bool = Field(
+        default=False,
+        description="Add to each item an `explain` object: why it is there and at this place.",
+    )
 
 
 class RelatedQuery(RelatedFilters):
@@ -88,6 +92,36 @@ class DraftIn(RelatedFilters):
         return self
 
 
+class Explanation(BaseModel):
+    """What the ranking saw of one item (`explain=true`)."""
+
+    similarity: float = Field(
+        description="Cosine similarity of the item's embedding with the query's: the article "
+        "asked about, the draft, or for recommendations the mean of the positives."
+    )
+    lexical: float = Field(
+        description="The lexical score: tf-idf cosine of the two texts' words (PostgreSQL's "
+        "English lexemes), 0 to 1, before query expansion; `ranking=hybrid` mixes it in."
+    )
+    shared_words: list[str] = Field(
+        description="At most five words both texts use, the heaviest first (each word's share "
+        "of the lexical score): PostgreSQL's stemmed lexemes, as `to_tsvector` writes them."
+    )
+    category_prior: float | None = Field(
+        description="What the same-category prior added, in z-units (0.5 for an item in the "
+        "article's own category, else 0); null with `ranking=vector`, which has no prior."
+    )
+    recency_factor: float | None = Field(
+        description="0 to 1: 0.5 to the power of the item's distance in days from the "
+        "reference date over the `recency` half-life; the score loses 0.15 times (1 - it). "
+        "Null without `recency`."
+    )
+    rank_before_rerank: int = Field(
+        description="The item's place, from 1, among the nearest neighbours by embedding "
+        "similarity, before the ranking and selection reordered them."
+    )
+
+
 class RelatedArticle(BaseModel):
     id: uuid.UUID
     external_id: str
@@ -107,6 +141,11 @@ class RelatedArticle(BaseModel):
     similarity: float = Field(
         description="Cosine similarity of the two articles' embeddings, -1 to 1; what "
         "`min_score` applies to."
+    )
+    explain: Explanation | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Only with `explain=true` (absent otherwise): why this item, here.",
     )
 
 

@@ -56,6 +56,26 @@ class Preferences:
     max_per_source: int | None = None
 
 
+def freshness(
+    published: Sequence[datetime], reference: datetime, half_life_days: float
+) -> NDArray[np.float64]:
+    """The recency factor of each candidate: 1 at ``reference``, halving every
+    ``half_life_days`` away from it."""
+    # A row stored by other means may hold PostgreSQL's +-infinity, which the driver reads as a
+    # datetime without a zone: taken as UTC, it only makes that row very new or old.
+    apart_days = (
+        np.array(
+            [
+                abs((reference - (p if p.tzinfo else p.replace(tzinfo=UTC))).total_seconds())
+                for p in published
+            ]
+        )
+        / 86400
+    )
+    factor: NDArray[np.float64] = np.power(0.5, apart_days / half_life_days)
+    return factor
+
+
 def select(
     relevance: NDArray[np.float32],
     query_vector: NDArray[np.float32],
@@ -80,18 +100,7 @@ def select(
     z = (relevance - relevance.mean()) / std if std > 1e-9 else np.zeros_like(relevance)
     gain = 1 / (1 + np.exp(-z))
     if prefs.recency_days is not None:
-        # A row stored by other means may hold PostgreSQL's +-infinity, which the driver reads
-        # as a datetime without a zone: taken as UTC, it only makes that row very new or old.
-        apart_days = (
-            np.array(
-                [
-                    abs((reference - (p if p.tzinfo else p.replace(tzinfo=UTC))).total_seconds())
-                    for p in published
-                ]
-            )
-            / 86400
-        )
-        fresh = np.power(0.5, apart_days / prefs.recency_days)
+        fresh = freshness(published, reference, prefs.recency_days)
         gain = gain - RECENCY_WEIGHT * (1 - fresh)
 
     keep = np.ones(len(gain), dtype=bool)

@@ -36,8 +36,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from app.articles.filters import Sites
 from app.core.errors import AppError
+from app.core.sites import Sites
 from app.embedding.encoder import Encoder, Priority
 from app.embedding.text import embedding_text
 from app.related.estimates import RowEstimates
@@ -49,11 +49,17 @@ from app.related.repository import (
     candidate_terms,
     candidate_vectors,
 )
-from app.related.rerank import rerank
-from app.related.schemas import ArticleKey, DraftIn, RelatedArticle, RelatedFilters
-from app.related.select import Preferences, select
+from app.related.rerank import category_prior, evidence, lexicon_of, rerank
+from app.related.schemas import (
+    ArticleKey,
+    DraftIn,
+    Explanation,
+    RelatedArticle,
+    RelatedFilters,
+)
+from app.related.select import Preferences, freshness, select
 from app.related.statistics import CorpusIdf
-from app.related.terms import Terms
+from app.related.terms import TermBatch, Terms
 
 # Candidates the hybrid ranking reorders: enough to hold the story's other articles and the
 # feedback documents. 50 against 100, offline on the four labelled corpora: P@10 within 0.003
@@ -89,6 +95,31 @@ class AskedText:
 
 
 @dataclass(frozen=True)
+class Asked:
+    """What the ranking compares the candidates with: the query's vector and words, its
+    category (for the same-category prior) and the moment recency counts from."""
+
+    vector: Any
+    text: AskedText
+    category: str | None
+    reference: datetime
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The rows a ranking orders (fetched with FEATURE_COLUMNS), their vectors and words
+    decoded once."""
+
+    rows: Sequence[Any]
+    vectors: Any
+    terms: TermBatch
+
+    @classmethod
+    def of(cls, rows: Sequence[Any]) -> "Candidates":
+        return cls(rows, candidate_vectors(rows), candidate_terms(rows))
+
+
+@dataclass(frozen=True)
 class Found:
     """What one search statement returned: the candidates, nearest first, and the row of the
     article asked about (the probe) when the statement reached it."""
@@ -120,6 +151,16 @@ def is_plain(query: RelatedFilters) -> bool:
         and query.max_per_source is None
         and query.recency is None
     )
+
+
+def needs_features(query: RelatedFilters) -> bool:
+    """The candidates' vectors and words are fetched: to rank them, or to explain them."""
+    return not is_plain(query) or query.explain
+
+
+def candidates_wanted(query: RelatedFilters) -> int:
+    """How many nearest rows a request ranks: ``limit`` for a plain one."""
+    return query.limit if is_plain(query) else max(query.limit, CANDIDATES)
 
 
 def same_category(
@@ -230,28 +271,26 @@ class RelatedService:
         found = await self.candidates(article_id, query, sites)
         if found is None or found.asked is None:
             return None
-        asked = found.asked
-        key = ArticleKey(id=article_id, external_id=asked["external_id"])
-        if is_plain(query):
+        row = found.asked
+        key = ArticleKey(id=article_id, external_id=row["external_id"])
+        if not needs_features(query):
             return key, related_articles(found.rows[: query.limit], query.min_score)
-        text = AskedText.of_row(asked)
-        [vector] = candidate_vectors([asked])
+        [vector] = candidate_vectors([row])
         # Recency counts from the story's own date: its coverage clusters around it.
-        when = asked["published_at"]
-        return key, self._ranked(found.rows, query, vector, text, asked["category"], when)
+        asked = Asked(vector, AskedText.of_row(row), row["category"], row["published_at"])
+        return key, await self.answer(Candidates.of(found.rows), query, asked)
 
     async def candidates(
         self, article_id: uuid.UUID, query: RelatedFilters, sites: Sites = None
     ) -> Found | None:
         """The search statements of a request for a stored article (bench/related.py sends
         exactly these), without the ranking."""
-        plain = is_plain(query)
         return await self.nearest(
             StoredVector(article_id),
             resolve_filters(query, exclude_id=article_id, sites=sites),
-            query.limit if plain else max(query.limit, CANDIDATES),
+            candidates_wanted(query),
             query.limit,
-            features=not plain,
+            features=needs_features(query),
             probe=article_id,
         )
 
@@ -260,18 +299,18 @@ class RelatedService:
         filters = resolve_filters(draft, sites=sites)  # a site not the caller's: 403 first
         text = embedding_text(draft.title, draft.summary, draft.body)
         [vector] = await self.encoder.encode([text], Priority.INTERACTIVE)
-        plain = is_plain(draft)
         limit = draft.limit
-        wanted = limit if plain else max(limit, CANDIDATES)
-        found = await self.nearest(vector, filters, wanted, limit, not plain)
+        features = needs_features(draft)
+        wanted = candidates_wanted(draft)
+        found = await self.nearest(vector, filters, wanted, limit, features)
         assert found is not None  # a vector of its own: never an unknown article
-        if plain:
+        if not features:
             return related_articles(found.rows[:limit], draft.min_score)
         terms, headline = await self.repository.draft_terms(draft.title, draft.summary, draft.body)
-        asked = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
+        words = AskedText(terms, headline, len(draft.body.split()) >= LONG_TEXT_WORDS)
         # A draft is about to be published: recency counts from now.
-        now = datetime.now(UTC)
-        return self._ranked(found.rows, draft, vector, asked, draft.own_category, now)
+        asked = Asked(vector, words, draft.own_category, datetime.now(UTC))
+        return await self.answer(Candidates.of(found.rows), draft, asked)
 
     async def nearest(
         self,
@@ -321,48 +360,117 @@ class RelatedService:
         rows = await self.row_estimates.get(model, filters, self.repository.estimated_rows)
         return rows < EXACT_SCAN_ROWS
 
+    async def answer(
+        self,
+        candidates: Candidates,
+        query: RelatedFilters,
+        asked: Asked,
+        relevance: "np.ndarray[tuple[int], np.dtype[np.float32]] | None" = None,
+    ) -> list[RelatedArticle]:
+        """The candidates ranked and chosen for ``query``, explained if it asks.
+        ``relevance``: the candidates' relevance when the caller has its own
+        (recommendations), else the ranking's from ``asked``."""
+        if relevance is None and is_plain(query):
+            items = related_articles(candidates.rows[: query.limit], query.min_score)
+        else:
+            items = self._ranked(candidates, query, asked, relevance)
+        if query.explain:
+            items = await self.explained(items, candidates, query, asked)
+        return items
+
+    def relevance(
+        self, candidates: Candidates, ranking: str, asked: Asked
+    ) -> "np.ndarray[tuple[int], np.dtype[np.float32]]":
+        """Each candidate's relevance to ``asked``: the hybrid ranking's (z-units), or the
+        embedding cosine."""
+        query_vector = np.asarray(asked.vector, dtype=np.float32)
+        if ranking != "hybrid":
+            cosines: np.ndarray[tuple[int], np.dtype[np.float32]] = (
+                candidates.vectors @ query_vector
+            )
+            return cosines
+        return rerank(
+            query_vector,
+            asked.text.terms,
+            asked.text.long,
+            candidates.vectors,
+            candidates.terms,
+            same_category(asked.category, [row["category"] for row in candidates.rows]),
+            corpus_idf=self.corpus_idf,
+            title_terms=asked.text.headline,
+        )
+
     def _ranked(
         self,
-        rows: list[asyncpg.Record],
+        candidates: Candidates,
         query: RelatedFilters,
-        vector: Any,
-        asked: AskedText,
-        category: str | None,
-        reference: datetime,
+        asked: Asked,
+        relevance: "np.ndarray[tuple[int], np.dtype[np.float32]] | None",
     ) -> list[RelatedArticle]:
         """The candidates reranked (hybrid) and chosen (dedupe, diversity, recency from
-        ``reference``, sources), with the scores they were chosen by."""
-        limit = query.limit
-        scores: list[float] = []
-        if rows:
-            query_vector = np.asarray(vector, dtype=np.float32)
-            vectors = candidate_vectors(rows)
-            relevance = np.array([row["score"] for row in rows], dtype=np.float32)
-            row_terms = candidate_terms(rows)
+        ``asked.reference``, sources), with the scores they were chosen by."""
+        rows = candidates.rows
+        if not rows:
+            return []
+        if relevance is None:
             if query.ranking == "hybrid":
-                relevance = rerank(
-                    query_vector,
-                    asked.terms,
-                    asked.long,
-                    vectors,
-                    row_terms,
-                    same_category(category, [row["category"] for row in rows]),
-                    corpus_idf=self.corpus_idf,
-                    title_terms=asked.headline,
-                )
-            chosen = select(
-                relevance,
-                query_vector,
-                vectors,
-                [row["published_at"] for row in rows],
-                [row["source"] for row in rows],
-                reference,
-                Preferences(
-                    limit, query.dedupe, query.diversity, query.recency, query.max_per_source
-                ),
-                query_terms=asked.terms,
-                terms=row_terms,
+                relevance = self.relevance(candidates, query.ranking, asked)
+            else:
+                relevance = np.array([row["score"] for row in rows], dtype=np.float32)
+        chosen = select(
+            relevance,
+            np.asarray(asked.vector, dtype=np.float32),
+            candidates.vectors,
+            [row["published_at"] for row in rows],
+            [row["source"] for row in rows],
+            asked.reference,
+            Preferences(
+                query.limit, query.dedupe, query.diversity, query.recency, query.max_per_source
+            ),
+            query_terms=asked.text.terms,
+            terms=candidates.terms,
+        )
+        scores = [score for _, score in chosen[: query.limit]]
+        kept = [rows[i] for i, _ in chosen[: query.limit]]
+        return related_articles(kept, query.min_score, scores)
+
+    async def explained(
+        self,
+        items: list[RelatedArticle],
+        candidates: Candidates,
+        query: RelatedFilters,
+        asked: Asked,
+    ) -> list[RelatedArticle]:
+        """``items`` with their ``explain`` (schemas.Explanation), from the candidates in the
+        order the search found them."""
+        if not items:
+            return items
+        rows = candidates.rows
+        place = {row["id"]: i for i, row in enumerate(rows)}
+        lexicon = lexicon_of(
+            asked.text.terms, candidates.terms, self.corpus_idf, asked.text.headline
+        )
+        found = evidence(lexicon)
+        similarity = candidates.vectors @ np.asarray(asked.vector, dtype=np.float32)
+        prior = None
+        if query.ranking == "hybrid":
+            categories = [row["category"] for row in rows]
+            prior = category_prior(len(rows), same_category(asked.category, categories))
+        fresh = None
+        if query.recency is not None:
+            published = [row["published_at"] for row in rows]
+            fresh = freshness(published, asked.reference, query.recency)
+        words = await self.repository.lexemes([item.id for item in items])
+        explained = []
+        for item in items:
+            i = place[item.id]
+            explain = Explanation(
+                similarity=round(float(similarity[i]), 6),
+                lexical=round(float(found.lexical[i]), 6),
+                shared_words=[words[h] for h in found.shared[i].tolist() if h in words],
+                category_prior=None if prior is None else round(float(prior[i]), 6),
+                recency_factor=None if fresh is None else round(float(fresh[i]), 6),
+                rank_before_rerank=i + 1,
             )
-            rows = [rows[i] for i, _ in chosen]
-            scores = [score for _, score in chosen]
-        return related_articles(rows[:limit], query.min_score, scores[:limit])
+            explained.append(item.model_copy(update={"explain": explain}))
+        return explained

@@ -2,7 +2,7 @@
 
 The candidate list used while the graph is built (ef_construction) decides how well its
 neighbourhoods are linked; ef_search, the list of each query, decides what a query pays. On the
-100k bench corpus (docs/performance.md, 28 November), recall@10 of the service's walk against
+100k bench corpus (docs/performance.md, "Tuning chosen"), recall@10 of the service's walk against
 exact search, 600 articles:
 
     ef_construction 64:  ef_search 40 0.982, 64 0.985, 100 0.989
