@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             metrics.add_queue("database", lambda: pending.value)
             pending.start()
             term_statistics = TermStatistics(
-                database.read_pool, settings.term_statistics_refresh_seconds
+                database.read_pool, settings.term_statistics_refresh_seconds, database.distributed
             )
             await term_statistics.start()
             app.state.term_statistics = term_statistics

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         description="A streaming replica of DATABASE_URL for reads (related, get, list), in "
         "read-only transactions; writes stay on the primary. Unset: everything on the primary.",
     )
+    distribution: Literal["auto", "single", "citus"] = Field(
+        default="auto",
+        description="`citus`: DATABASE_URL is a Citus coordinator with `articles` distributed "
+        "by site (migration 0016 does it where the citus extension is installed); start-up "
+        "fails otherwise. `single`: one PostgreSQL. `auto`: whichever the database is.",
+    )
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(),
         description="Where the embedded PostgreSQL keeps its data (used without DATABASE_URL); "

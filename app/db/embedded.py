@@ -120,12 +120,23 @@ class EmbeddedPostgres:
     # process leaves the file only when its last join leaves.
     _joins_here: ClassVar[Counter[Path]] = Counter()
 
-    def __init__(self, data_dir: Path, server_settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        server_settings: Mapping[str, str] | None = None,
+        *,
+        bin_dir: Path | None = None,
+        tcp_port: int | None = None,
+    ) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.pgdata = self.data_dir / PGDATA_NAME
         # `-c name=value` options for a server this process starts (tests turn fsync off).
         self.server_settings = dict(server_settings or {})
-        self.bin = binaries()
+        # Another installation (a copy with Citus built in: app.db.citus_cluster).
+        self.bin = bin_dir or binaries()
+        # Also listen on 127.0.0.1:tcp_port (the nodes of a Citus cluster reach each other
+        # over TCP); otherwise the unix socket only.
+        self.tcp_port = tcp_port
         self.system_user = SYSTEM_USER if os.geteuid() == 0 else None
         self.joined = False
 
@@ -290,7 +301,8 @@ class EmbeddedPostgres:
             # in a container): it is not running, so its lock file goes.
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
         # Unix socket only: no TCP port to collide with another server or to expose.
-        options = [f"-h '' -k {self._socket_dir()}"]
+        host = "''" if self.tcp_port is None else f"127.0.0.1 -p {self.tcp_port}"
+        options = [f"-h {host} -k {self._socket_dir()}"]
         options += [f"-c {name}={value}" for name, value in self.server_settings.items()]
         args: list[Any] = ["-D", self.pgdata, "-w", "-t", str(START_TIMEOUT_S)]
         args += ["-l", self.pgdata / "server.log", "-o", " ".join(options), "start"]

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
-from app.db import migrate
+from app.db import citus, migrate
 from app.db.embedded import EmbeddedPostgres
 from app.db.reads import create_read_pool
 from app.db.url import resolve_database_url, to_async_url
@@ -78,6 +78,8 @@ class Database:
     read_pool: asyncpg.Pool
     replica_engine: AsyncEngine | None = None
     embedded_server: EmbeddedPostgres | None = None
+    # `articles` is a Citus distributed table (app.db.citus): some statements take another form.
+    distributed: bool = False
 
     @property
     def description(self) -> str:
@@ -88,6 +90,8 @@ class Database:
             r = self.replica_engine.url
             replica = f", reads from the replica {r.host}:{r.port or 5432}/{r.database}"
         versions = f"PostgreSQL {self.versions.server}, pgvector {self.versions.pgvector}"
+        if self.distributed:
+            versions += ", articles distributed by Citus"
         return f"{versions} at {where}/{url.database}{replica}"
 
 
@@ -202,17 +206,24 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
             read_url = to_async_url(settings.database_replica_url)
             replica = create_engine(read_url, settings)
             await check_server(replica, read_url)
-        read_pool = await create_read_pool(read_url, settings)
+        try:
+            distributed = await citus.check_distribution(engine, settings.distribution)
+        except citus.DistributionMismatch as exc:
+            raise DatabaseStartupError(str(exc)) from exc
+        read_pool = await create_read_pool(read_url, settings, distributed=distributed)
         # asyncpg opens these transactions READ ONLY: a write on the read path is an error.
         readers = (replica or engine).execution_options(postgresql_readonly=True)
+        # Repositories on a session read it from session.info (app.db.citus.is_distributed).
+        info = {citus.SESSION_FLAG: distributed}
         database = Database(
             engine,
-            async_sessionmaker(engine, expire_on_commit=False),
+            async_sessionmaker(engine, expire_on_commit=False, info=info),
             versions,
-            read_sessions=async_sessionmaker(readers, expire_on_commit=False),
+            read_sessions=async_sessionmaker(readers, expire_on_commit=False, info=info),
             read_pool=read_pool,
             replica_engine=replica,
             embedded_server=server,
+            distributed=distributed,
         )
         logger.info("using %s", database.description)
         if server is None:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.core.errors import AppError
+from app.db.citus import READ_SETTINGS
 
 
 def encode_vector(value: Any) -> bytes:
@@ -75,8 +76,11 @@ def read_ef_search(settings: Settings) -> int:
     return max(settings.hnsw_ef_search, MIN_EF_SEARCH)
 
 
-async def create_read_pool(sqlalchemy_url: str, settings: Settings) -> asyncpg.Pool:
+async def create_read_pool(
+    sqlalchemy_url: str, settings: Settings, *, distributed: bool = False
+) -> asyncpg.Pool:
     options = {
+        **(READ_SETTINGS if distributed else {}),
         "default_transaction_read_only": "on",
         "hnsw.ef_search": str(read_ef_search(settings)),
         # A filtered index scan keeps walking the graph until LIMIT rows pass the filters, in

@@ -13,6 +13,7 @@ from sqlalchemy import REAL, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.citus import is_distributed
 from app.embedding.vectors import EMBEDDING_DIMENSION
 
 # Oldest first. SKIP LOCKED lets any number of workers claim at once without waiting on each
@@ -33,8 +34,48 @@ _CLAIM = text(
         embedding_attempts = a.embedding_attempts + 1
     FROM picked
     WHERE a.id = picked.id
-    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts
+    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
+              a.site
     """
+)
+
+# On Citus (app.db.citus) the claim above is refused (FOR UPDATE across shards): the sites with
+# claimable articles, oldest first, then the same claim within one site at a time, a statement
+# that Citus sends whole to the one shard holding that site, where SKIP LOCKED works as on one
+# PostgreSQL. The pending rows' partial index answers the first on every shard.
+_CLAIMABLE_SITES = text(
+    """
+    SELECT site FROM articles
+    WHERE embedding_status = 'pending'
+      AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
+    GROUP BY site
+    ORDER BY min(embedding_queued_at)
+    """
+)
+_CLAIM_IN_SITE = text(
+    """
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM articles
+        WHERE site = :site AND embedding_status = 'pending'
+          AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
+        ORDER BY embedding_queued_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE articles AS a
+    SET embedding_lease_until = now() + make_interval(secs => :lease_s),
+        embedding_attempts = a.embedding_attempts + 1
+    FROM picked
+    WHERE a.site = :site AND a.id = picked.id
+    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
+              a.site
+    """
+)
+
+# Without the counting triggers of 0012, which cannot run on the shards: counted from the
+# articles, a parallel count on every shard.
+_COUNT_ARTICLES = text(
+    "SELECT embedding_status, embedding_model, count(*) FROM articles GROUP BY 1, 2"
 )
 
 # Only if the text is still the one claimed (embedding_hash is rewritten by every upsert that
@@ -42,25 +83,31 @@ _CLAIM = text(
 # The vector travels as a binary float4[] and PostgreSQL casts it: pgvector's SQLAlchemy type
 # formats it as text, 384 float-to-string conversions in Python per article on the event loop
 # (py-spy: 6 s of CPU per 2,000 headlines in `related ingest`, beside the encoder thread).
-_WRITE_BACK = text(
-    f"""
+_WRITE_BACK_SQL = f"""
     UPDATE articles
     SET embedding = CAST(:embedding AS real[])::vector({EMBEDDING_DIMENSION}),
         embedding_model = :model, embedding_hash = :new_hash,
         embedding_status = 'ready', embedding_error = NULL, embedding_lease_until = NULL
     WHERE id = :id AND embedding_status = 'pending'
       AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
-    """
-).bindparams(bindparam("embedding", type_=ARRAY(REAL)))
+"""
+_WRITE_BACK = text(_WRITE_BACK_SQL).bindparams(bindparam("embedding", type_=ARRAY(REAL)))
 
-_FAIL = text(
-    """
+_FAIL_SQL = """
     UPDATE articles
     SET embedding_status = 'failed', embedding_error = :error, embedding_lease_until = NULL
     WHERE id = :id AND embedding_status = 'pending'
       AND embedding_hash IS NOT DISTINCT FROM :claimed_hash
-    """
+"""
+_FAIL = text(_FAIL_SQL)
+
+# On Citus, with the article's site: the row's one shard, rather than every shard looked at
+# for one id.
+_IN_SITE = " AND site = :site"
+_WRITE_BACK_IN_SITE = text(_WRITE_BACK_SQL + _IN_SITE).bindparams(
+    bindparam("embedding", type_=ARRAY(REAL))
 )
+_FAIL_IN_SITE = text(_FAIL_SQL + _IN_SITE)
 
 # Rows of a finished batch still pending were edited meanwhile: free them for the next claim
 # rather than leave them leased until the lease runs out.
@@ -105,6 +152,7 @@ class Claimed:
     body: str
     claimed_hash: str | None
     attempts: int
+    site: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +161,7 @@ class Embedded:
     claimed_hash: str | None
     vector: list[float]
     new_hash: str
+    site: str | None = None  # known: the write goes to the site's shard alone on Citus
 
 
 @dataclass(frozen=True)
@@ -120,6 +169,7 @@ class Failed:
     id: uuid.UUID
     claimed_hash: str | None
     reason: str
+    site: str | None = None
 
 
 @dataclass
@@ -143,15 +193,30 @@ class QueueCounts:
 class PipelineRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.distributed = is_distributed(session)
 
     async def claim(self, limit: int, lease_s: float) -> list[Claimed]:
+        if self.distributed:
+            return await self._claim_by_site(limit, lease_s)
         result = await self.session.execute(_CLAIM, {"limit": limit, "lease_s": lease_s})
         return [Claimed(*row) for row in result.all()]
 
+    async def _claim_by_site(self, limit: int, lease_s: float) -> list[Claimed]:
+        claimed: list[Claimed] = []
+        for site in (await self.session.scalars(_CLAIMABLE_SITES)).all():
+            result = await self.session.execute(
+                _CLAIM_IN_SITE, {"site": site, "limit": limit - len(claimed), "lease_s": lease_s}
+            )
+            claimed += [Claimed(*row) for row in result.all()]
+            if len(claimed) >= limit:
+                break
+        return claimed
+
     async def write_back(self, model: str, rows: Sequence[Embedded]) -> None:
         if rows:
+            in_site = self._in_site(rows)
             await self.session.execute(
-                _WRITE_BACK,
+                _WRITE_BACK_IN_SITE if in_site else _WRITE_BACK,
                 [
                     {
                         "id": r.id,
@@ -159,16 +224,29 @@ class PipelineRepository:
                         "model": model,
                         "new_hash": r.new_hash,
                         "claimed_hash": r.claimed_hash,
+                        **({"site": r.site} if in_site else {}),
                     }
                     for r in rows
                 ],
             )
 
+    def _in_site(self, rows: Sequence[Embedded | Failed]) -> bool:
+        return self.distributed and all(r.site is not None for r in rows)
+
     async def mark_failed(self, rows: Sequence[Failed]) -> None:
         if rows:
+            in_site = self._in_site(rows)
             await self.session.execute(
-                _FAIL,
-                [{"id": r.id, "claimed_hash": r.claimed_hash, "error": r.reason} for r in rows],
+                _FAIL_IN_SITE if in_site else _FAIL,
+                [
+                    {
+                        "id": r.id,
+                        "claimed_hash": r.claimed_hash,
+                        "error": r.reason,
+                        **({"site": r.site} if in_site else {}),
+                    }
+                    for r in rows
+                ],
             )
 
     async def release(self, ids: Sequence[uuid.UUID]) -> None:
@@ -194,6 +272,8 @@ class PipelineRepository:
         """embedding_counts summed into one row per (status, model). Writers only append to it,
         so it grows with every statement until a reader compacts it; rows appended meanwhile
         are outside this statement's snapshot and stay as they are."""
+        if self.distributed:
+            return  # no counts table there (see _COUNT_ARTICLES)
         await self.session.execute(
             text(
                 "WITH changes AS (DELETE FROM embedding_counts RETURNING *) "
@@ -215,7 +295,9 @@ class PipelineRepository:
         """From embedding_counts (app.pipeline.models), not from the articles themselves; the
         oldest pending article from the pending rows' partial index."""
         rows = await self.session.execute(
-            text(
+            _COUNT_ARTICLES
+            if self.distributed
+            else text(
                 "SELECT embedding_status, embedding_model, sum(articles) FROM embedding_counts "
                 "GROUP BY embedding_status, embedding_model HAVING sum(articles) <> 0"
             )

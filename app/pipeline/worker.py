@@ -185,6 +185,7 @@ class EmbeddingWorker:
                 c.claimed_hash,
                 f"gave up after {c.attempts - 1} claims that never finished "
                 "(the worker stopped while embedding it each time)",
+                c.site,
             )
             for c in claimed
             if c.attempts > self.max_attempts
@@ -195,10 +196,12 @@ class EmbeddingWorker:
         embedded = []
         for item, text_, outcome in zip(todo, texts, outcomes, strict=True):
             if isinstance(outcome, str):
-                failed.append(Failed(item.id, item.claimed_hash, outcome))
+                failed.append(Failed(item.id, item.claimed_hash, outcome, item.site))
             else:
                 new_hash = embedding_hash(self.model, text_)
-                embedded.append(Embedded(item.id, item.claimed_hash, outcome.tolist(), new_hash))
+                embedded.append(
+                    Embedded(item.id, item.claimed_hash, outcome.tolist(), new_hash, item.site)
+                )
         async with self.database.sessions() as session, session.begin():
             repository = PipelineRepository(session)
             await repository.write_back(self.model, embedded)

@@ -25,7 +25,11 @@ def related_service(request: Request, connection: asyncpg.Connection) -> Related
     state = request.app.state
     statistics: TermStatistics = state.term_statistics
     return RelatedService(
-        RelatedRepository(connection),
+        RelatedRepository(
+            connection,
+            distributed=state.database.distributed,
+            ef_search=read_ef_search(state.settings),
+        ),
         state.encoder,
         read_ef_search(state.settings),
         statistics.idf,

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.articles.filters import ArticleFilters, parse_uuid
-from app.db.reads import decode_vectors
+from app.db.reads import MIN_EF_SEARCH, decode_vectors
 from app.related.terms import TermBatch, Terms
 
 RESULT_COLUMNS = "id, external_id, title, url, source, published_at, summary"
@@ -84,8 +84,19 @@ Filters = ArticleFilters
 
 
 class RelatedRepository:
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(
+        self,
+        connection: asyncpg.Connection,
+        *,
+        distributed: bool = False,
+        ef_search: int = MIN_EF_SEARCH,
+    ) -> None:
         self.connection = connection
+        # On Citus (app.db.citus): the connection's own settings stay on the coordinator, so
+        # every walk sets its ef_search (the connection's, ``ef_search``, unless asked for
+        # another) and iterative scan with SET LOCAL, which reaches the shards.
+        self.distributed = distributed
+        self.ef_search = ef_search
 
     async def source_article(self, ref: str, sites: Sequence[str] | None) -> list[SourceArticle]:
         """By our id or, failing that, by the publisher's external_id, among ``sites``'
@@ -161,7 +172,7 @@ class RelatedRepository:
         plan = await self.connection.fetchval(
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles WHERE {where.sql}", *where.args
         )
-        return float(json.loads(plan)[0]["Plan"]["Plan Rows"])
+        return plan_rows(json.loads(plan)[0]["Plan"])
 
     async def nearest(
         self,
@@ -182,6 +193,8 @@ class RelatedRepository:
         ``probe``: the article asked about, let through the filters: one row more (see
         app.related.service)."""
         sql, args = nearest_sql(vector, model, filters, limit, with_features, exact, probe)
+        if self.distributed:
+            return await self._nearest_on_shards(sql, args, ef_search)
         rows: list[asyncpg.Record]
         if exact or ef_search is None:
             rows = await self.connection.fetch(sql, *args)
@@ -192,6 +205,21 @@ class RelatedRepository:
                 "SELECT set_config('hnsw.ef_search', $1, true)", str(ef_search)
             )
             rows = await self.connection.fetch(sql, *args)
+        return rows
+
+    async def _nearest_on_shards(
+        self, sql: str, args: list[Any], ef_search: int | None
+    ) -> list[asyncpg.Record]:
+        """nearest() on Citus: the same statement, with its walk settings set locally, which the
+        coordinator passes on to the shards it queries. (A site's statement goes whole to the
+        shard of that site; across sites, Citus reads the stored vector first, sends it to every
+        shard, and merges their nearest rows.)"""
+        walk = int(ef_search or self.ef_search)
+        async with self.connection.transaction(readonly=True):
+            await self.connection.execute(
+                f"SET LOCAL hnsw.ef_search = {walk}; SET LOCAL hnsw.iterative_scan = strict_order"
+            )
+            rows: list[asyncpg.Record] = await self.connection.fetch(sql, *args)
         return rows
 
 
@@ -266,6 +294,23 @@ def nearest_sql(
             f"WHERE {where.sql} ORDER BY {distance} LIMIT {rows}"
         )
     return sql, where.args
+
+
+def plan_rows(plan: dict[str, Any]) -> float:
+    """The planner's row estimate of an EXPLAIN (FORMAT JSON) plan. On Citus the coordinator's
+    own is a placeholder (0 or 100,000): the estimate is the sum of the shards' plans, each
+    planned by its worker with its shard's statistics (every task shown: the read connections
+    set citus.explain_all_tasks, app.db.citus)."""
+    distributed = plan.get("Distributed Query")
+    if distributed is None:
+        return float(plan["Plan Rows"])
+    return float(
+        sum(
+            remote["Plan"]["Plan Rows"]
+            for task in distributed["Job"]["Tasks"]
+            for remote in task["Remote Plan"][0]
+        )
+    )
 
 
 def candidate_terms(rows: Sequence[asyncpg.Record]) -> TermBatch:

@@ -17,8 +17,10 @@ uses the query's and candidates' own idf (the behaviour that was measured before
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -40,6 +42,24 @@ WHERE s.schemaname = current_schema() AND s.tablename = 'articles'
 """
 
 
+# On Citus (app.db.citus) the coordinator keeps no statistics of a distributed table: each
+# shard's own, read on its worker, one JSON object per shard (or none before its first ANALYZE).
+SHARD_STATISTICS = """
+SELECT result FROM run_command_on_shards('articles', $shard$
+    SELECT json_build_object(
+        'hashes', ARRAY(SELECT hashtextextended(e, 0)
+                        FROM unnest(s.most_common_elems::text::text[]) AS e),
+        'frequencies', s.most_common_elem_freqs,
+        'rows', c.reltuples)
+    FROM pg_class AS c
+    JOIN pg_stats AS s ON s.schemaname = c.relnamespace::regnamespace::text
+                      AND s.tablename = c.relname
+    WHERE c.oid = '%s'::regclass AND s.attname = 'search_vector'
+$shard$)
+WHERE success AND result <> ''
+"""
+
+
 @dataclass(frozen=True)
 class CorpusIdf:
     hashes: NDArray[np.int64]  # sorted
@@ -56,31 +76,67 @@ class CorpusIdf:
         return result
 
 
-async def load_corpus_idf(connection: asyncpg.Connection) -> CorpusIdf | None:
+async def load_corpus_idf(
+    connection: asyncpg.Connection, distributed: bool = False
+) -> CorpusIdf | None:
+    if distributed:
+        shards = [json.loads(r) for r in await connection.fetchval(
+            f"SELECT coalesce(array_agg(result), '{{}}') FROM ({SHARD_STATISTICS}) AS s"
+        )]  # fmt: skip
+        return merge_shards(shards)
     row = await connection.fetchrow(STATISTICS)
-    if row is None or not row["hashes"] or row["rows"] <= 0:
+    if row is None:
         return None
-    hashes = np.array(row["hashes"], dtype=np.int64)
-    frequencies = np.array(row["frequencies"][: len(hashes)], dtype=np.float64)
-    order = np.argsort(hashes)
+    return one_table(row["hashes"], row["frequencies"], row["rows"])
+
+
+def one_table(hashes: Any, frequencies: Any, rows: float) -> CorpusIdf | None:
+    if not hashes or rows <= 0:
+        return None
+    keys = np.array(hashes, dtype=np.int64)
+    shares = np.array(frequencies[: len(keys)], dtype=np.float64)
+    order = np.argsort(keys)
     # PostgreSQL's own estimate for an unlisted element: half the lowest listed frequency.
-    return CorpusIdf(
-        hashes[order], frequencies[order], float(frequencies.min()) / 2, float(row["rows"])
-    )
+    return CorpusIdf(keys[order], shares[order], float(shares.min()) / 2, float(rows))
+
+
+def merge_shards(shards: list[dict[str, Any]]) -> CorpusIdf | None:
+    """The corpus's figures from its shards' own: a word's share of all articles is its share in
+    each shard weighted by the shard's rows; where a shard does not list it, that shard's
+    estimate for an unlisted word."""
+    tables = [
+        t
+        for shard in shards
+        if (t := one_table(shard["hashes"], shard["frequencies"] or [], shard["rows"]))
+    ]
+    if not tables:
+        return None
+    total = sum(t.articles for t in tables)
+    hashes = np.unique(np.concatenate([t.hashes for t in tables]))
+    held = np.zeros(len(hashes))
+    for t in tables:
+        at = np.minimum(np.searchsorted(t.hashes, hashes), len(t.hashes) - 1)
+        share = np.where(t.hashes[at] == hashes, t.frequencies[at], t.unlisted)
+        held += share * t.articles
+    unlisted = sum(t.unlisted * t.articles for t in tables) / total
+    return CorpusIdf(hashes, held / total, float(unlisted), float(total))
 
 
 class TermStatistics:
     """The current CorpusIdf (None until the corpus has been analyzed), kept fresh."""
 
-    def __init__(self, pool: asyncpg.Pool, refresh_seconds: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, refresh_seconds: float, distributed: bool = False
+    ) -> None:
         self.pool = pool
+        self.distributed = distributed
         self.refresh_seconds = refresh_seconds
         self.idf: CorpusIdf | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
         async with self.pool.acquire() as connection:
-            self.idf = await load_corpus_idf(connection)
+            self.idf = await load_corpus_idf(connection, self.distributed)
 
     async def start(self) -> None:
         await self.refresh()
