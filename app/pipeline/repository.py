@@ -9,35 +9,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import REAL, bindparam, text
+from sqlalchemy import REAL, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.citus import is_distributed
 from app.embedding.vectors import EMBEDDING_DIMENSION
 
-# Oldest first. SKIP LOCKED lets any number of workers claim at once without waiting on each
-# other; the lease makes a claim expire, so rows of a worker killed mid-batch are claimed again.
-# MATERIALIZED keeps the planner from re-running the locking subquery per row.
-_CLAIM = text(
-    """
-    WITH picked AS MATERIALIZED (
-        SELECT id FROM articles
-        WHERE embedding_status = 'pending'
-          AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
-        ORDER BY embedding_queued_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+
+def _claim(in_site: bool) -> TextClause:
+    """The claim, in every site or (``in_site``) in the site ``:site`` only.
+
+    Oldest first. SKIP LOCKED lets any number of workers claim at once without waiting on each
+    other; the lease makes a claim expire, so rows of a worker killed mid-batch are claimed
+    again. MATERIALIZED keeps the planner from re-running the locking subquery per row."""
+    site = "site = :site AND " if in_site else ""
+    return text(
+        f"""
+        WITH picked AS MATERIALIZED (
+            SELECT id FROM articles
+            WHERE {site}embedding_status = 'pending'
+              AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
+            ORDER BY embedding_queued_at
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE articles AS a
+        SET embedding_lease_until = now() + make_interval(secs => :lease_s),
+            embedding_attempts = a.embedding_attempts + 1
+        FROM picked
+        WHERE {"a." + site if site else ""}a.id = picked.id
+        RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
+                  a.site
+        """
     )
-    UPDATE articles AS a
-    SET embedding_lease_until = now() + make_interval(secs => :lease_s),
-        embedding_attempts = a.embedding_attempts + 1
-    FROM picked
-    WHERE a.id = picked.id
-    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
-              a.site
-    """
-)
+
+
+_CLAIM = _claim(in_site=False)
 
 # On Citus (app.db.citus) the claim above is refused (FOR UPDATE across shards): the sites with
 # claimable articles, oldest first, then the same claim within one site at a time, a statement
@@ -52,25 +60,7 @@ _CLAIMABLE_SITES = text(
     ORDER BY min(embedding_queued_at)
     """
 )
-_CLAIM_IN_SITE = text(
-    """
-    WITH picked AS MATERIALIZED (
-        SELECT id FROM articles
-        WHERE site = :site AND embedding_status = 'pending'
-          AND (embedding_lease_until IS NULL OR embedding_lease_until < now())
-        ORDER BY embedding_queued_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE articles AS a
-    SET embedding_lease_until = now() + make_interval(secs => :lease_s),
-        embedding_attempts = a.embedding_attempts + 1
-    FROM picked
-    WHERE a.site = :site AND a.id = picked.id
-    RETURNING a.id, a.title, a.summary, a.body, a.embedding_hash, a.embedding_attempts,
-              a.site
-    """
-)
+_CLAIM_IN_SITE = _claim(in_site=True)
 
 # Without the counting triggers of 0012, which cannot run on the shards: counted from the
 # articles, a parallel count on every shard.
