@@ -97,6 +97,20 @@ def create_index_concurrently(
         connection.exec_driver_sql(f"CREATE {kind} CONCURRENTLY {name} ON {definition}")
 
 
+def rebuild_index_concurrently(connection: Connection, name: str, definition: str) -> None:
+    """Index ``name`` replaced by ``CREATE INDEX ... ON definition`` with no moment without one:
+    built beside it as ``name_next``, then the old one dropped and the new one renamed. In an
+    autocommit block; a run interrupted at any point runs again."""
+    with no_lock_timeout(connection):
+        # A build interrupted earlier leaves an invalid index of this name behind.
+        connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_next")
+        connection.exec_driver_sql(f"CREATE INDEX CONCURRENTLY {name}_next ON {definition}")
+        # IF EXISTS: a run stopped between this drop and the rename runs again.
+        connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    # Catalog only, under the lock timeout.
+    connection.exec_driver_sql(f"ALTER INDEX {name}_next RENAME TO {name}")
+
+
 def drop_index_concurrently(connection: Connection, name: str) -> None:
     with no_lock_timeout(connection):
         connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")

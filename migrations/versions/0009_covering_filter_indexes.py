@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from app.db.online import no_lock_timeout
+from app.db.online import rebuild_index_concurrently
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -38,23 +38,12 @@ COVERED = ["embedding_model", "id", "external_id", "embedding"]
 
 
 def _rebuild(include: list[str]) -> None:
+    covering = f" INCLUDE ({', '.join(include)})" if include else ""
     with op.get_context().autocommit_block():
-        bind = op.get_bind()
         for name, column in INDEXES.items():
-            # The builds wait for older transactions, blocking nobody: no lock timeout.
-            with no_lock_timeout(bind):
-                # A build interrupted earlier leaves an invalid index of this name behind.
-                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_next")
-                op.create_index(
-                    f"{name}_next",
-                    "articles",
-                    [column, "published_at"],
-                    postgresql_include=include,
-                    postgresql_concurrently=True,
-                )
-                # IF EXISTS: a run stopped between this drop and the rename runs again.
-                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            op.execute(f"ALTER INDEX {name}_next RENAME TO {name}")
+            rebuild_index_concurrently(
+                op.get_bind(), name, f"articles ({column}, published_at){covering}"
+            )
 
 
 def upgrade() -> None:

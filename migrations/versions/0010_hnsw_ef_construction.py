@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from app.db.online import no_lock_timeout
+from app.db.online import rebuild_index_concurrently
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -39,22 +39,12 @@ NAME = "ix_articles_embedding_hnsw"
 
 def _rebuild(ef_construction: int) -> None:
     with op.get_context().autocommit_block():
-        # The build waits for older transactions, blocking nobody: no lock timeout.
-        with no_lock_timeout(op.get_bind()):
-            # A build interrupted earlier leaves an invalid index of this name behind.
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NAME}_next")
-            op.create_index(
-                f"{NAME}_next",
-                "articles",
-                ["embedding"],
-                postgresql_using="hnsw",
-                postgresql_with={"m": 16, "ef_construction": ef_construction},
-                postgresql_ops={"embedding": "vector_cosine_ops"},
-                postgresql_concurrently=True,
-            )
-            # IF EXISTS: a run stopped between this drop and the rename runs again.
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NAME}")
-        op.execute(f"ALTER INDEX {NAME}_next RENAME TO {NAME}")
+        rebuild_index_concurrently(
+            op.get_bind(),
+            NAME,
+            "articles USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = 16, ef_construction = {ef_construction})",
+        )
 
 
 def upgrade() -> None:

@@ -29,7 +29,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from app.db.online import create_index_concurrently, drop_index_concurrently, no_lock_timeout
+from app.db.online import (
+    create_index_concurrently,
+    drop_index_concurrently,
+    no_lock_timeout,
+    rebuild_index_concurrently,
+)
 
 revision: str = "0015"
 down_revision: str | None = "0014"
@@ -50,19 +55,12 @@ COVERED_AFTER = [*COVERED_BEFORE, "site"]
 
 def _rebuild_covering(include: list[str]) -> None:
     # As 0009 builds them: the new one beside the old, then the old dropped and the new renamed.
-    bind = op.get_bind()
     for name, column in COVERING.items():
-        with no_lock_timeout(bind):
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_next")
-            op.create_index(
-                f"{name}_next",
-                "articles",
-                [column, "published_at"],
-                postgresql_include=include,
-                postgresql_concurrently=True,
-            )
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-        op.execute(f"ALTER INDEX {name}_next RENAME TO {name}")
+        rebuild_index_concurrently(
+            op.get_bind(),
+            name,
+            f"articles ({column}, published_at) INCLUDE ({', '.join(include)})",
+        )
 
 
 def _swap_unique(add: str, drop: str) -> None:
