@@ -2,12 +2,14 @@
 how the accepted requests fare.
 
     .venv/bin/python bench/burst.py [--bursts 64,256,1024] [--rounds 3]
-        [--setups default,64,defaultx2]
+        [--setups default,64,defaultx2,floor]
 
 Starts `related serve` processes for each --setups entry LIMIT[xPROCESSES] (LIMIT:
 RELATED_MAX_CONCURRENT_REQUESTS; PROCESSES: how many processes, as behind a load balancer, a
 burst's connections being spread over them in turn; anonymous reads). Each burst goes to each
-setup in turn, so they are compared side by side. All share one fresh
+setup in turn, so they are compared side by side. The setup `floor` is no app at all: uvicorn
+serving bench/floor.py, which sheds every request at once, shows what the HTTP server and the
+client cost per shed request on this machine. All share one fresh
 embedded PostgreSQL in a temporary directory, loads examples/articles.jsonl (the
 real model embeds them), then for each burst size opens that many keep-alive connections and,
 once all are open, sends one `GET /v1/articles/{id}/related` on each at the same moment. Per
@@ -154,23 +156,35 @@ async def burst(ports: list[int], paths: list[str], size: int) -> dict[str, Any]
     }
 
 
-def start_server(env: dict[str, str], limit: int | None) -> tuple[subprocess.Popen[bytes], int]:
+# A setup's limit: RELATED_MAX_CONCURRENT_REQUESTS, None for the service's default, or FLOOR.
+FLOOR = "floor"
+Limit = int | str | None
+
+
+def start_server(env: dict[str, str], limit: Limit) -> tuple[subprocess.Popen[bytes], int]:
     """``related serve`` on a port of its own (the embedded database is shared: a second one
-    joins the running server); ``limit`` None: the service's default."""
+    joins the running server); ``limit`` None: the service's default. FLOOR: bench/floor.py
+    under uvicorn as `related serve` runs it (uvloop, httptools, no access log)."""
+    port = free_port()
+    if limit == FLOOR:
+        command = [sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port)]
+        quiet = ["--log-level", "warning", "--no-access-log", "--no-proxy-headers"]
+        return subprocess.Popen([*command, *quiet], cwd=ROOT, env=env), port
     env = dict(env)
     if limit is not None:
         env["RELATED_MAX_CONCURRENT_REQUESTS"] = str(limit)
-    port = free_port()
     return subprocess.Popen([str(RELATED), "serve", "--port", str(port)], env=env), port
 
 
-def setup(text: str) -> tuple[int | None, int]:
-    """``LIMIT[xPROCESSES]``: ``default``, ``64``, ``defaultx2``."""
+def setup(text: str) -> tuple[Limit, int]:
+    """``LIMIT[xPROCESSES]``: ``default``, ``64``, ``defaultx2``, ``floor``."""
     limit, _, processes = text.partition("x")
-    return (None if limit == "default" else int(limit)), int(processes or 1)
+    if limit in ("default", FLOOR):
+        return (None if limit == "default" else FLOOR), int(processes or 1)
+    return int(limit), int(processes or 1)
 
 
-def setup_name(limit: int | None, processes: int) -> str:
+def setup_name(limit: Limit, processes: int) -> str:
     return f"{limit or 'default'}x{processes}"
 
 
@@ -182,8 +196,8 @@ def main() -> None:
         "--setups",
         default="default",
         help="comma-separated LIMIT[xPROCESSES] to compare, bursts interleaved: LIMIT is "
-        "RELATED_MAX_CONCURRENT_REQUESTS (`default`: the service's own), PROCESSES the API "
-        "processes a burst's connections are spread over (1)",
+        "RELATED_MAX_CONCURRENT_REQUESTS (`default`: the service's own; `floor`: no app, "
+        "bench/floor.py), PROCESSES the API processes a burst's connections are spread over (1)",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.bursts.split(",")]
@@ -211,8 +225,9 @@ def main() -> None:
                         wait_ready(client, server)
                 groups.append((setup_name(limit, count), ports))
             articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
-            first_port = groups[0][1][0]
-            with httpx.Client(base_url=f"http://127.0.0.1:{first_port}", timeout=300) as client:
+            # Loaded through a service (the floor has no database).
+            service_port = next(p for n, p in groups if not n.startswith(FLOOR))[0]
+            with httpx.Client(base_url=f"http://127.0.0.1:{service_port}", timeout=300) as client:
                 loaded = client.post(
                     "/v1/articles/batch?wait=true",
                     json={"articles": articles},

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from app.related.rerank import zscore
 from app.related.terms import TermBatch, Terms, jaccard
 
 # Two articles are the same text (a wire copy, syndication, a story republished under a new
@@ -96,9 +97,7 @@ def select(
         return []
     # Relevance as a gain in (0, 1), comparable across rankings: z-scored over the candidates,
     # then squashed. (Min-max scaling would give the last candidate no worth at all.)
-    std = float(relevance.std())
-    z = (relevance - relevance.mean()) / std if std > 1e-9 else np.zeros_like(relevance)
-    gain = 1 / (1 + np.exp(-z))
+    gain = 1 / (1 + np.exp(-zscore(relevance)))
     if prefs.recency_days is not None:
         fresh = freshness(published, reference, prefs.recency_days)
         gain = gain - RECENCY_WEIGHT * (1 - fresh)
