@@ -66,30 +66,39 @@ def database_url(pg_server: EmbeddedPostgres) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings_for(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """The settings every test app runs with, on ``database_url``."""
     return Settings(
         database_url=database_url,
         migrate_on_start=False,
-        data_dir=tmp_path_factory.mktemp("unused"),
+        data_dir=data_dir,
         max_batch_articles=50,
         max_request_bytes=2 * 1024 * 1024,
         # Rankings in the session stay on local idf: word statistics are read at start-up (none
         # yet), not again when autovacuum analyzes the tests' articles mid-session.
         term_statistics_refresh_seconds=3600,
+        **overrides,
     )
 
 
-@pytest.fixture(scope="session")
-def embedder(settings: Settings) -> CountingEmbedder:
+def counting_embedder(settings: Settings) -> CountingEmbedder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return CountingEmbedder(load_embedder(settings))
 
 
 @pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return settings_for(database_url, tmp_path_factory.mktemp("unused"))
+
+
+@pytest.fixture(scope="session")
+def embedder(settings: Settings) -> CountingEmbedder:
+    return counting_embedder(settings)
+
+
+@pytest.fixture(scope="session")
 async def app(settings: Settings, embedder: CountingEmbedder) -> AsyncIterator[Any]:
-    application = create_app(settings, embedder=embedder)
-    async with application.router.lifespan_context(application):
+    async with running_app(settings, embedder) as application:
         yield application
 
 
@@ -196,7 +205,8 @@ def article(external_id: str, title: str, body: str = "", **fields: Any) -> dict
 
 @asynccontextmanager
 async def running_app(settings: Settings, embedder: Any, **overrides: Any) -> AsyncIterator[Any]:
-    """Another app on the session's database, with some settings changed."""
+    """An app with its lifespan entered (engine, pools, encoder), as uvicorn runs it; with
+    ``overrides``, some settings changed."""
     application = create_app(settings.model_copy(update=overrides), embedder=embedder)
     async with application.router.lifespan_context(application):
         yield application

@@ -32,11 +32,19 @@ from app.core.config import Settings
 from app.db import migrate
 from app.db.citus_cluster import CitusCluster, CitusUnavailable, built_binaries
 from app.db.url import to_async_url
-from app.embedding.model import load_embedder
 from app.main import create_app
 from app.related.repository import Filters, RelatedRepository
 from app.related.statistics import load_corpus_idf
-from tests.conftest import CountingEmbedder, article, bearer, create_key, fresh_database
+from tests.conftest import (
+    CountingEmbedder,
+    article,
+    bearer,
+    counting_embedder,
+    create_key,
+    fresh_database,
+    running_app,
+    settings_for,
+)
 
 # The API's main tests, run again on the cluster (their own fixtures come along).
 from tests.test_articles_api import (  # noqa: F401
@@ -134,27 +142,17 @@ def database_url(cluster: CitusCluster) -> str:
 
 @pytest.fixture(scope="module")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        database_url=database_url,
-        migrate_on_start=False,
-        data_dir=tmp_path_factory.mktemp("unused"),
-        max_batch_articles=50,
-        max_request_bytes=2 * 1024 * 1024,
-        term_statistics_refresh_seconds=3600,
-        distribution="citus",
-    )
+    return settings_for(database_url, tmp_path_factory.mktemp("unused"), distribution="citus")
 
 
 @pytest.fixture(scope="module")
 def embedder(settings: Settings) -> CountingEmbedder:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return CountingEmbedder(load_embedder(settings))
+    return counting_embedder(settings)
 
 
 @pytest.fixture(scope="module")
 async def app(settings: Settings, embedder: CountingEmbedder) -> AsyncIterator[Any]:
-    application = create_app(settings, embedder=embedder)
-    async with application.router.lifespan_context(application):
+    async with running_app(settings, embedder) as application:
         yield application
 
 

@@ -29,37 +29,28 @@ def parse_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
+def labels(description: str) -> Any:
+    """A list-valued filter: at most MAX_FILTER_VALUES labels, none by default."""
+    return Field(default_factory=list, max_length=MAX_FILTER_VALUES, description=description)
+
+
 class FilterParams(TimeWindow):
     """The filters of listing, related search and drafts, as query parameters or JSON."""
 
-    site: list[Label] = Field(
-        default_factory=list,
-        max_length=MAX_FILTER_VALUES,
-        description="Only these sites, among the caller's own (an aggregator's key sees several; "
-        "a site the key does not have is a 403). Default: all of the caller's sites.",
+    site: list[Label] = labels(
+        "Only these sites, among the caller's own (an aggregator's key sees several; "
+        "a site the key does not have is a 403). Default: all of the caller's sites."
     )
     max_age_days: float | None = Field(
         default=None, gt=0, le=36500, description="Only articles published in the last N days."
     )
-    source: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these sources."
+    source: list[Label] = labels("Only these sources.")
+    exclude_source: list[Label] = labels("Not these sources (articles without a source are kept).")
+    category: list[Label] = labels("Only these categories.")
+    exclude_category: list[Label] = labels(
+        "Not these categories (articles without a category are kept)."
     )
-    exclude_source: list[Label] = Field(
-        default_factory=list,
-        max_length=MAX_FILTER_VALUES,
-        description="Not these sources (articles without a source are kept).",
-    )
-    category: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these categories."
-    )
-    exclude_category: list[Label] = Field(
-        default_factory=list,
-        max_length=MAX_FILTER_VALUES,
-        description="Not these categories (articles without a category are kept).",
-    )
-    language: list[Label] = Field(
-        default_factory=list, max_length=MAX_FILTER_VALUES, description="Only these languages."
-    )
+    language: list[Label] = labels("Only these languages.")
     exclude_ids: list[Label] = Field(
         default_factory=list,
         max_length=1000,
