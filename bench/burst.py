@@ -2,14 +2,15 @@
 how the accepted requests fare.
 
     .venv/bin/python bench/burst.py [--bursts 64,256,1024] [--rounds 3]
-        [--setups default,64,defaultx2,floor]
+        [--setups default,64,defaultx2,floor] [--baseline DIR]
 
 Starts `related serve` processes for each --setups entry LIMIT[xPROCESSES] (LIMIT:
 RELATED_MAX_CONCURRENT_REQUESTS; PROCESSES: how many processes, as behind a load balancer, a
 burst's connections being spread over them in turn; anonymous reads). Each burst goes to each
-setup in turn, so they are compared side by side. The setup `floor` is no app at all: uvicorn
-serving bench/floor.py, which sheds every request at once, shows what the HTTP server and the
-client cost per shed request on this machine. All share one fresh
+setup in turn, so they are compared side by side; `--baseline DIR` adds each setup with
+another tree's code (the code before a change, beside it in every round). The setup `floor` is
+no app at all: uvicorn serving bench/floor.py, which sheds every request at once, shows what
+the HTTP server and the client cost per shed request on this machine. All share one fresh
 embedded PostgreSQL in a temporary directory, loads examples/articles.jsonl (the
 real model embeds them), then for each burst size opens that many keep-alive connections and,
 once all are open, sends one `GET /v1/articles/{id}/related` on each at the same moment. Per
@@ -161,11 +162,16 @@ FLOOR = "floor"
 Limit = int | str | None
 
 
-def start_server(env: dict[str, str], limit: Limit) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    env: dict[str, str], limit: Limit, tree: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     """``related serve`` on a port of its own (the embedded database is shared: a second one
     joins the running server); ``limit`` None: the service's default. FLOOR: bench/floor.py
-    under uvicorn as `related serve` runs it (uvloop, httptools, no access log)."""
+    under uvicorn as `related serve` runs it (uvloop, httptools, no access log). ``tree``:
+    another source tree's code (its `app` first on the path)."""
     port = free_port()
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
     if limit == FLOOR:
         command = [sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port)]
         quiet = ["--log-level", "warning", "--no-access-log", "--no-proxy-headers"]
@@ -173,7 +179,8 @@ def start_server(env: dict[str, str], limit: Limit) -> tuple[subprocess.Popen[by
     env = dict(env)
     if limit is not None:
         env["RELATED_MAX_CONCURRENT_REQUESTS"] = str(limit)
-    return subprocess.Popen([str(RELATED), "serve", "--port", str(port)], env=env), port
+    serve = [str(RELATED), "serve", "--port", str(port)]
+    return subprocess.Popen(serve, cwd=tree, env=env), port
 
 
 def setup(text: str) -> tuple[Limit, int]:
@@ -199,9 +206,16 @@ def main() -> None:
         "RELATED_MAX_CONCURRENT_REQUESTS (`default`: the service's own; `floor`: no app, "
         "bench/floor.py), PROCESSES the API processes a burst's connections are spread over (1)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree (`git archive <commit> | tar -x -C DIR`): each setup of the "
+        "service runs that tree's code too, `before` in its name, in every round",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.bursts.split(",")]
     setups = [setup(v) for v in args.setups.split(",")]
+    trees: list[Path | None] = [None] if args.baseline is None else [None, args.baseline]
 
     with tempfile.TemporaryDirectory(prefix="related-burst-") as data_dir:
         env = {
@@ -216,17 +230,19 @@ def main() -> None:
         groups: list[tuple[str, list[int]]] = []
         try:
             for limit, count in setups:
-                ports = []
-                for _ in range(count):
-                    server, port = start_server(env, limit)
-                    processes.append(server)
-                    ports.append(port)
-                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-                        wait_ready(client, server)
-                groups.append((setup_name(limit, count), ports))
+                for tree in trees if limit != FLOOR else [None]:
+                    ports = []
+                    for _ in range(count):
+                        server, port = start_server(env, limit, tree)
+                        processes.append(server)
+                        ports.append(port)
+                        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
+                            wait_ready(c, server)
+                    before = "" if tree is None else "before "
+                    groups.append((before + setup_name(limit, count), ports))
             articles = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
             # Loaded through a service (the floor has no database).
-            service_port = next(p for n, p in groups if not n.startswith(FLOOR))[0]
+            service_port = next(p for n, p in groups if FLOOR not in n)[0]
             with httpx.Client(base_url=f"http://127.0.0.1:{service_port}", timeout=300) as client:
                 loaded = client.post(
                     "/v1/articles/batch?wait=true",
@@ -264,6 +280,7 @@ def main() -> None:
         "command": "bench/burst.py " + " ".join(sys.argv[1:]),
         "at": stamp,
         "setups": [name for name, _ in groups],
+        "baseline": None if args.baseline is None else args.baseline.name,
         "cores": os.cpu_count(),
         "runs": runs,
     }

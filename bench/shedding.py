@@ -1,5 +1,6 @@
-"""What shedding one request costs inside the process: the app's ASGI stack down to the
-shedding layer, against bench/floor.py's bare app and the shedding layer alone.
+"""What shedding one request costs inside the process: the app (app.main.RelatedApp, which
+sheds in front of FastAPI's own layers), against bench/floor.py's bare app and the shedding
+layer alone.
 
     .venv/bin/python bench/shedding.py [--requests 20000] [--rounds 3]
 
@@ -22,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app.core.config import Settings
-from app.core.limits import LoadSheddingMiddleware
 from app.main import create_app
 from bench import floor
 from bench.record import Record
@@ -61,12 +61,9 @@ async def per_request_us(app: Any, requests: int) -> float:
 
 
 async def main(requests: int, rounds: int) -> list[dict[str, float]]:
-    # The middleware stack is built on the first call; no lifespan: a shed request needs none.
+    # No lifespan: a shed request needs none.
     app = create_app(Settings(database_url="postgresql://unused/related"))
-    app.middleware_stack = app.build_middleware_stack()
-    layer: Any = app.middleware_stack
-    while not isinstance(layer, LoadSheddingMiddleware):
-        layer = layer.app
+    layer = app.shedding
     layer.in_progress = layer.max_concurrent  # full: every request is shed
     results = []
     for round_number in range(rounds):
