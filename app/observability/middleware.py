@@ -1,5 +1,7 @@
-"""The outermost layer: a request id, one log line and the metrics of every request, and the
-last word on errors nothing else answered (still in the one error shape, with the id)."""
+"""The outermost layer of every request served (only the shedding of an overload and the
+trusted proxies' rewrite come before it): a request id, one log line and the metrics of every
+request, and the last word on errors nothing else answered (still in the one error shape, with
+the id)."""
 
 import logging
 import re
