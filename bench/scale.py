@@ -22,9 +22,8 @@ prepared statement) and mean recall@10. Filtered (source = the 2% value): the HN
 the filter applied after it (iterative scan off: about 2% of ef_search rows come back), the walk
 with pgvector 0.8's iterative scan in strict order (what the service's read connections set:
 it walks on until 10 rows pass the filter), and the exact scan of the filtered rows from a
-covering index. At a million rows the 2% filter keeps 20,000, more than the service's
-EXACT_SCAN_ROWS (app/related/service.py): the service walks with the iterative scan there, and
-ranks exactly below it.
+covering index. At a million rows the 2% filter keeps 20,000: the service ranks it exactly
+(app.related.service.exact_first: under 5% of the table), from these figures.
 """
 
 import argparse

@@ -94,6 +94,8 @@ async def test_filtered_related_matches_exact_search(
     client: AsyncClient, app: Any, monkeypatch: pytest.MonkeyPatch, exact_scan_rows: int
 ) -> None:
     monkeypatch.setattr(service, "EXACT_SCAN_ROWS", exact_scan_rows)
+    if exact_scan_rows == 0:  # nor for a small share of the table
+        monkeypatch.setattr(service, "EXACT_SCAN_SHARE", 0.0)
     rng = np.random.default_rng(7)
     rows = corpus(rng)
     await store(app, rows)
